@@ -1,0 +1,40 @@
+"""The ``moda`` command. Each sub-command lives in its own module with ``register(subparsers)``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module name under moda_core.cli -> registered lazily so a missing optional dependency breaks one command only
+SUBCOMMAND_MODULES = ["info", "preview", "convert", "prepare"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moda", description="MODA talking-portrait toolkit.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"moda_core.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("moda_core.cli."):
+                continue  # sub-command not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("moda: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"moda {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
