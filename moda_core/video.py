@@ -1,0 +1,155 @@
+"""Streaming H.264 + AAC mp4 writing with PyAV.
+
+Frames are encoded as they arrive, so memory does not grow with the video's length. The file is written
+under a temporary name beside the target and renamed only when complete: an error or an interrupt never
+leaves a partial mp4 under the final name.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _to_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+    """[T, H, W, 3] float 0..1 or uint8 -> uint8 numpy."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu()
+        if frames.is_floating_point():
+            frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+        return frames.numpy()
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        frames = (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+    return frames
+
+
+class VideoWriter:
+    """``with VideoWriter(path, fps, audio=(wave, rate)) as w: w.write(frames)``.
+
+    ``frames``: ``[T, H, W, 3]`` RGB, float in 0..1 or uint8, any number per call. ``audio``: mono or
+    ``[C, N]`` float waveform in -1..1 and its sample rate; it is trimmed to the video's duration on close.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, audio: tuple[np.ndarray, int] | None = None,
+                 crf: int = 18, preset: str = "medium"):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"output folder {self.path.parent} does not exist")
+        if not os.access(self.path.parent, os.W_OK):
+            raise PermissionError(f"output folder {self.path.parent} is not writable")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.audio = audio
+        self.crf, self.preset = crf, preset
+        self.frames_written = 0
+        self._container = None
+        self._video = None
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
+        os.close(fd)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open(self, height: int, width: int) -> None:
+        import av
+
+        if height % 2 or width % 2:
+            raise ValueError(f"H.264 needs even frame sizes, got {width}x{height}")
+        self._container = av.open(self._tmp, mode="w", format="mp4")
+        self._video = self._container.add_stream("libx264", rate=self.fps)
+        self._video.width, self._video.height = width, height
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": str(self.crf), "preset": self.preset}
+        if self.audio is not None:
+            self._audio_stream = self._container.add_stream("aac", rate=int(self.audio[1]))
+            self._audio_stream.bit_rate = 128_000
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        import av
+
+        frames = _to_uint8_frames(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [T, H, W, 3] RGB, got {list(frames.shape)}")
+        if self._container is None:
+            self._open(frames.shape[1], frames.shape[2])
+        elif (frames.shape[1], frames.shape[2]) != (self._video.height, self._video.width):
+            raise ValueError(f"frame size changed from {self._video.width}x{self._video.height} to "
+                             f"{frames.shape[2]}x{frames.shape[1]}")
+        for frame in frames:
+            packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            self._container.mux(self._video.encode(packet_frame))
+            self.frames_written += 1
+
+    def _write_audio(self) -> None:
+        import av
+
+        wave, rate = self.audio
+        wave = np.asarray(wave, dtype=np.float32)
+        wave = wave[None] if wave.ndim == 1 else wave
+        if wave.shape[0] > 2:
+            wave = wave.mean(0, keepdims=True)
+        wave = wave[:, : int(round(self.frames_written / float(self.fps) * rate))]
+        layout = "mono" if wave.shape[0] == 1 else "stereo"
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave), format="fltp", layout=layout)
+        frame.sample_rate = int(rate)
+        resampler = av.AudioResampler(format=self._audio_stream.format.name, layout=layout, rate=int(rate))
+        for resampled in resampler.resample(frame) + resampler.resample(None):
+            self._container.mux(self._audio_stream.encode(resampled))
+        self._container.mux(self._audio_stream.encode(None))
+
+    def close(self) -> Path:
+        """Finish encoding and move the file to its final name."""
+        if self._container is None:
+            self.abort()
+            raise ValueError(f"no frames were written to {self.path}")
+        try:
+            self._container.mux(self._video.encode(None))
+            if self.audio is not None:
+                self._write_audio()
+            self._container.close()
+            self._container = None
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # already broken; the temp file is removed below
+                pass
+            self._container = None
+        Path(self._tmp).unlink(missing_ok=True)
+
+
+def read_video_info(path: str | os.PathLike) -> dict:
+    """Frame count, fps, size and audio duration of a video file (for tests and summaries)."""
+    import av
+
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video))
+        info = {"frames": frames, "fps": float(video.average_rate or 0), "width": video.width,
+                "height": video.height, "audio_seconds": None}
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            samples = sum(f.samples for f in container.decode(container.streams.audio[0]))
+            info["audio_seconds"] = samples / container.streams.audio[0].rate
+    return info
