@@ -69,3 +69,11 @@ def test_cli_help_lists_subcommands():
                             cwd=str(REPO))
     assert result.returncode == 0
     assert "preview" in result.stdout and "info" in result.stdout
+
+
+def test_every_python_package_is_listed_in_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "moda_core").rglob("*.py")
+             if "__pycache__" not in p.parts}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"

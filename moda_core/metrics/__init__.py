@@ -1,0 +1,27 @@
+"""Evaluation metrics of the MODA paper (section 4.1) and motion statistics.
+
+Every function accepts numpy arrays or torch tensors (and :class:`~moda_core.repr.TalkingRepr` where it says
+so), validates shapes with a ``ValueError``, and documents its definition and units in its module:
+
+* :mod:`.landmarks`: :func:`lmd`, :func:`lmd_v` (canonical px), :func:`mouth_area_iou` (MA).
+* :mod:`.image`: :func:`psnr` (dB, capped at 100), :func:`ssim`, :func:`niqe` (skipped, with the reason).
+* :mod:`.temporal`: :func:`tcm` (eq. 16, Farneback optical flow).
+* :mod:`.motion`: :func:`diversity` (Table 3), :func:`head_pose_stats`, :func:`blink_rate`.
+* :mod:`.syncnet`: :func:`syncnet_confidence` (skipped, with the reason).
+* :mod:`.report`: :class:`MetricResult`, :class:`MetricsReport` (text / Markdown / JSON), :func:`evaluate`.
+"""
+from moda_core.metrics.report import MetricResult, MetricsReport, evaluate
+from moda_core.metrics.landmarks import lip_contour, lmd, lmd_v, mouth_area_iou
+from moda_core.metrics.image import NIQE_SKIP_REASON, PSNR_CAP_DB, niqe, psnr, psnr_per_frame, ssim, ssim_per_frame
+from moda_core.metrics.temporal import tcm, tcm_per_frame
+from moda_core.metrics.motion import blink_rate, diversity, eye_openness_series, head_pose_stats
+from moda_core.metrics.syncnet import syncnet_confidence
+
+__all__ = [
+    "MetricResult", "MetricsReport", "evaluate",
+    "lmd", "lmd_v", "mouth_area_iou", "lip_contour",
+    "psnr", "psnr_per_frame", "ssim", "ssim_per_frame", "niqe", "PSNR_CAP_DB", "NIQE_SKIP_REASON",
+    "tcm", "tcm_per_frame",
+    "diversity", "head_pose_stats", "blink_rate", "eye_openness_series",
+    "syncnet_confidence",
+]

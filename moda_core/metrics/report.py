@@ -1,0 +1,200 @@
+"""Metric results and a report table (plain text, Markdown or JSON), plus :func:`evaluate` that runs them all.
+
+Every metric that cannot be computed for the inputs given (no reference, a single sample, no SyncNet
+weights, NIQE parameters unavailable, ...) still gets a row: its value is ``None`` and ``skipped`` says why.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from moda_core.repr import TalkingRepr
+    from moda_core.subject import Subject
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric value, or the reason it was not computed.
+
+    ``value`` is a float or ``None`` (then ``skipped`` holds a one-line reason); ``unit`` is human-readable;
+    ``higher_is_better`` is ``True``/``False``, or ``None`` for descriptive statistics (pose range, blinks).
+    """
+
+    name: str
+    value: float | None
+    unit: str = ""
+    higher_is_better: bool | None = None
+    skipped: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and self.value is not None
+
+    @classmethod
+    def skip(cls, name: str, reason: str, unit: str = "", higher_is_better: bool | None = None,
+             **details: Any) -> "MetricResult":
+        return cls(name=name, value=None, unit=unit, higher_is_better=higher_is_better, skipped=reason,
+                   details=details)
+
+    def format_value(self, digits: int = 4) -> str:
+        if not self.ok:
+            return f"skipped: {self.skipped}"
+        return f"{self.value:.{digits}g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["value"] is not None and not math.isfinite(out["value"]):
+            out["value"] = str(out["value"])       # JSON has no inf/nan
+        return out
+
+
+def _arrow(higher_is_better: bool | None) -> str:
+    return {True: "↑", False: "↓"}.get(higher_is_better, "")
+
+
+class MetricsReport:
+    """An ordered table of :class:`MetricResult` rows; look rows up by name with ``report["LMD"]``."""
+
+    def __init__(self, results: Iterable[MetricResult] = ()):
+        self.results: list[MetricResult] = list(results)
+
+    def add(self, result: MetricResult) -> MetricResult:
+        self.results.append(result)
+        return result
+
+    def __iter__(self) -> Iterator[MetricResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, name: str) -> MetricResult:
+        for result in self.results:
+            if result.name == name:
+                return result
+        raise KeyError(f"no metric named {name!r}; have {[r.name for r in self.results]}")
+
+    def values(self) -> dict[str, float | None]:
+        """``{name: value}`` (``None`` for skipped rows)."""
+        return {r.name: r.value for r in self.results}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "moda-metrics", "version": 1, "metrics": [r.to_dict() for r in self.results]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def to_markdown(self, digits: int = 4) -> str:
+        lines = ["| metric | value | unit | better |", "|---|---|---|---|"]
+        for r in self.results:
+            value = r.format_value(digits).replace("|", "\\|")
+            lines.append(f"| {r.name} | {value} | {r.unit} | {_arrow(r.higher_is_better)} |")
+        return "\n".join(lines)
+
+    def to_text(self, digits: int = 4) -> str:
+        rows = [(r.name + (" " + _arrow(r.higher_is_better) if r.higher_is_better is not None else ""),
+                 r.format_value(digits), r.unit) for r in self.results]
+        if not rows:
+            return "(no metrics)"
+        w0 = max(len(a) for a, _, _ in rows)
+        w1 = max(len(b) for _, b, _ in rows if not b.startswith("skipped")) if any(
+            not b.startswith("skipped") for _, b, _ in rows) else 0
+        return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"MetricsReport({len(self.results)} metrics)"
+
+
+# ---------------------------------------------------------------- shared input helpers
+def to_numpy(x: Any, name: str = "input") -> np.ndarray:
+    """A torch tensor (any device, detached) or array-like as a numpy array."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        return x.numpy()
+    try:
+        return np.asarray(x)
+    except Exception as err:  # ragged lists and the like
+        raise ValueError(f"{name} must be a tensor or array, got {type(x).__name__}: {err}") from err
+
+
+# ---------------------------------------------------------------- everything at once
+def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | None" = None, *,
+             subject: "Subject | None" = None, generated_frames: Any = None, reference_frames: Any = None,
+             audio: Any = None, sample_rate: int | None = None, syncnet_weights: str | None = None,
+             dims: int = 2) -> MetricsReport:
+    """Compute every metric the inputs allow; the rest are rows with a ``skipped`` reason.
+
+    * ``generated`` / ``reference``: R (absolute, or offsets plus ``subject``) for LMD, LMD-v, MA; ``generated``
+      alone gives diversity (when it has >= 2 samples), head-pose range/speed and blink rate.
+    * ``generated_frames`` / ``reference_frames``: ``[T, H, W, 3]`` video for PSNR, SSIM, TCM; NIQE is reported
+      as skipped (see :func:`moda_core.metrics.image.niqe`).
+    * ``audio`` + ``sample_rate`` + ``syncnet_weights``: SyncNet confidence (see :mod:`moda_core.metrics.syncnet`).
+
+    A metric whose inputs are invalid (a ``ValueError``, e.g. frame counts differ) becomes a skipped row
+    whose reason starts with ``"error:"``.
+    """
+    from moda_core.metrics import image, landmarks, motion, syncnet, temporal
+    from moda_core.geometry import HEAD_POSE_AXES
+
+    report = MetricsReport()
+
+    def run(name: str, unit: str, better: bool | None, need: str | None, fn) -> None:
+        if need:
+            report.add(MetricResult.skip(name, need, unit, better))
+            return
+        try:
+            report.add(MetricResult(name, float(fn()), unit, better))
+        except ValueError as err:
+            report.add(MetricResult.skip(name, f"error: {err}", unit, better))
+
+    pair = None if generated is not None and reference is not None else \
+        "needs both a generated and a reference R"
+    run("LMD", "canonical px", False, pair,
+        lambda: landmarks.lmd(generated, reference, dims=dims, subject=subject))
+    run("LMD-v", "canonical px/frame", False, pair,
+        lambda: landmarks.lmd_v(generated, reference, dims=dims, subject=subject))
+    run("MA", "IoU", True, pair, lambda: landmarks.mouth_area_iou(generated, reference, subject=subject))
+
+    frames = None if generated_frames is not None and reference_frames is not None else \
+        "needs both generated and reference frames"
+    run("PSNR", "dB", True, frames, lambda: image.psnr(generated_frames, reference_frames))
+    run("SSIM", "", True, frames, lambda: image.ssim(generated_frames, reference_frames))
+    run("TCM", "", True, frames, lambda: temporal.tcm(generated_frames, reference_frames))
+    if generated_frames is None:
+        report.add(MetricResult.skip("NIQE", "needs generated frames", "", False))
+    else:
+        report.add(image.niqe(generated_frames))
+    if generated_frames is None or audio is None:
+        report.add(MetricResult.skip("Sync", "needs generated frames and the audio", "", True))
+    else:
+        report.add(syncnet.syncnet_confidence(generated_frames, audio, sample_rate, weights_path=syncnet_weights))
+
+    gen = None if generated is not None else "needs a generated R"
+    diverse = gen or (None if generated.num_samples >= 2 else
+                      f"needs >= 2 samples of the same audio, generated R has {generated.num_samples}")
+    run("Diversity", "canonical px^2", None, diverse, lambda: motion.diversity(generated, dims=dims))
+    stats = None
+    if gen is None:
+        try:
+            stats = motion.head_pose_stats(generated)
+        except ValueError as err:
+            gen_pose = f"error: {err}"
+    for axis in HEAD_POSE_AXES[:6]:
+        unit = "deg" if axis in ("yaw", "pitch", "roll") else "px"
+        reason = gen if gen else (None if stats is not None else gen_pose)
+        run(f"pose range {axis}", unit, None, reason, lambda a=axis: stats[a]["range"])
+        run(f"pose speed {axis}", f"{unit}/s", None, reason, lambda a=axis: stats[a]["speed"])
+    run("blink rate", "blinks/min", None, gen, lambda: motion.blink_rate(generated, subject=subject))
+    return report
