@@ -1,0 +1,129 @@
+"""``moda animate`` (photo/subject + audio -> mp4) and ``moda render`` (edited R -> mp4)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from moda_core.cli.progress import StageProgress
+
+
+def _add_render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="folder with moda/faco/renderer .safetensors (default: $MODA_WEIGHTS_DIR or "
+                             "~/.cache/moda/weights)")
+    parser.add_argument("--out", type=Path, required=True, help="output .mp4")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="renderer precision (bf16 is fast on recent CPUs and GPUs)")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch")
+    parser.add_argument("--output-size", type=int, default=None, help="output frame size in px (default: renderer's)")
+    parser.add_argument("--paste-back", action="store_true", help="paste the render back into the source photo")
+    parser.add_argument("--layout", choices=["render", "debug"], default="render",
+                        help="debug: [render | reference | condition] side by side like the authors' output")
+    parser.add_argument("--face-center-y", type=float, default=235.0,
+                        help="canonical face-centre y used to de-normalise (authors' inference 235, training 232)")
+    parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe model files")
+
+
+def register(subparsers) -> None:
+    animate = subparsers.add_parser("animate", help="photo or subject + audio -> talking-portrait mp4")
+    source = animate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="portrait photo")
+    source.add_argument("--subject", type=Path, help="subject .safetensors (from `moda prepare`)")
+    animate.add_argument("--audio", type=Path, required=True, help="speech audio (wav, mp3, m4a, video...)")
+    animate.add_argument("--seed", type=int, default=0, help="seed of the probabilistic branch")
+    animate.add_argument("--samples", type=int, default=1, help="motion samples to draw (seeds seed, seed+1, ...)")
+    animate.add_argument("--sample", type=int, default=0, help="which sample to render")
+    animate.add_argument("--fps", type=float, default=30.0, help="video frame rate (the authors' models: 30)")
+    animate.add_argument("--no-smoothing", action="store_true", help="skip the authors' temporal smoothing")
+    animate.add_argument("--window-blend", choices=["average", "crossfade"], default="average",
+                         help="how overlapping 20 s windows of long audio are merged")
+    animate.add_argument("--save-repr", type=Path, default=None,
+                         help="also write R (.safetensors or .npz) for editing and `moda render`")
+    _add_render_options(animate)
+    animate.set_defaults(func=run_animate)
+
+    render = subparsers.add_parser("render", help="render an (edited) R file to mp4")
+    render.add_argument("--repr", type=Path, required=True, help="R file (.safetensors or .npz)")
+    render.add_argument("--subject", type=Path, required=True, help="subject .safetensors")
+    render.add_argument("--audio", type=Path, default=None, help="audio to mux (optional)")
+    render.add_argument("--sample", type=int, default=0, help="which sample of R to render")
+    _add_render_options(render)
+    render.set_defaults(func=run_render)
+
+
+def _options(args, **extra):
+    from moda_core.pipeline import AnimateOptions
+
+    return AnimateOptions(precision=args.precision, batch_size=args.batch_size, output_size=args.output_size,
+                          paste_back=args.paste_back, layout=args.layout,
+                          face_center=(256.0, args.face_center_y, 128.0), **extra)
+
+
+def _load_subject(args, progress: StageProgress):
+    from moda_core.subject import Subject
+
+    if getattr(args, "image", None) is not None:
+        from moda_core.preprocess import subject_from_photo
+
+        with progress.stage("subject", 1):
+            subject, diagnostics = subject_from_photo(args.image, models_dir=args.models, name=args.image.stem)
+        for warning in getattr(diagnostics, "warnings", []):
+            print(f"moda: warning: {warning}")
+        return subject
+    return Subject.load(args.subject)
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"--out must end in .mp4, got {path}")
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+
+
+def run_animate(args) -> int:
+    from moda_core.pipeline import MODAModels, animate
+    from moda_core.preprocess import load_audio
+
+    _check_output(args.out)
+    started = time.perf_counter()
+    progress = StageProgress()
+    subject = _load_subject(args, progress)
+    wave, _ = load_audio(args.audio)
+    models = MODAModels.load(args.weights, device=args.device)
+    options = _options(args, fps=args.fps, seed=args.seed, num_samples=args.samples, sample=args.sample,
+                       smoothing=not args.no_smoothing, window_blend=args.window_blend)
+    with progress:
+        result = animate(models, wave, subject, args.out, options, progress=progress)
+    if args.save_repr is not None:
+        result.repr.save(args.save_repr)
+    print(f"moda animate: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def run_render(args) -> int:
+    from moda_core.pipeline import MODAModels, animate
+    from moda_core.repr import TalkingRepr
+    from moda_core.subject import Subject
+
+    _check_output(args.out)
+    started = time.perf_counter()
+    r = TalkingRepr.load(args.repr)
+    subject = Subject.load(args.subject)
+    wave = []
+    if args.audio is not None:
+        from moda_core.preprocess import load_audio
+        wave, _ = load_audio(args.audio)
+    models = MODAModels.load(args.weights, device=args.device)
+    if r.face is None:
+        from moda_core.pipeline import compose_face
+        r = compose_face(models.faco, r, subject)
+    progress = StageProgress()
+    with progress:
+        options = _options(args, fps=r.fps, num_samples=max(r.num_samples, args.sample + 1), sample=args.sample)
+        result = animate(models, wave, subject, args.out, options, repr_override=r, progress=progress)
+    print(f"moda render: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,312 @@
+"""Photo + audio -> talking-portrait video, composed of the stage functions below (paper Fig. 2).
+
+1. :func:`predict_motion`   audio (16 kHz) -> wav2vec2 -> MODA samples -> R offsets          (per seed)
+2. :func:`smooth_motion`    the authors' temporal Gaussian smoothing                        (moda_core.smoothing)
+3. :func:`compose_face`     FaCo-Net: mouth + eyes + subject -> dense 478-point face
+4. :func:`condition_batches` pose transform + orthographic projection -> condition images (streamed)
+5. :func:`render_batch`     renderer with TPE -> frames
+6. :func:`animate`          all of the above, streamed into an H.264 + AAC mp4
+
+Every stage reads and writes :class:`~moda_core.repr.TalkingRepr`, so any of them can be replaced or edited.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moda_core.drawing import draw_condition_images
+from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER
+from moda_core.models.audio_encoder import SAMPLE_RATE, frames_for_samples, normalise_waveform
+from moda_core.projection import project_repr
+from moda_core.repr import TalkingRepr
+from moda_core.smoothing import SmoothingSigmas, smooth_face, smooth_motion
+from moda_core.subject import Subject
+from moda_core.tpe import TPEConfig, temporal_positional_encoding
+
+Progress = Callable[[str, int, int], None]       # (stage, done, total); may raise to stop the run
+WEIGHT_FILES = {"moda": "moda.safetensors", "faco": "faco.safetensors", "renderer": "renderer.safetensors"}
+MAX_SECONDS_WARNING = 3600.0
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A weight file is missing; the message says which, where we looked and how to get it."""
+
+
+def default_weights_dir() -> Path:
+    """``$MODA_WEIGHTS_DIR`` or ``~/.cache/moda/weights``."""
+    return Path(os.environ.get("MODA_WEIGHTS_DIR", Path.home() / ".cache" / "moda" / "weights")).expanduser()
+
+
+def find_weight_file(kind: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    path = folder / WEIGHT_FILES[kind]
+    if path.is_file():
+        return path
+    raise WeightsNotFoundError(
+        f"missing {kind} weights: {path} does not exist. Either train them with `moda quickstart --out {folder}` "
+        f"(or `moda train`), or convert the authors' released checkpoints (MODA.pkl, FaCo.pkl, renderer/<name>.pth "
+        f"from the MODA repository's install.sh Google-Drive links) with `moda convert FILE --out {path}`, or "
+        f"download converted files from a Hugging Face repo with `moda download REPO_ID --out {folder}`.")
+
+
+@dataclass
+class MODAModels:
+    """The three networks of the pipeline (MODA includes its wav2vec2 audio encoder)."""
+
+    moda: torch.nn.Module
+    faco: torch.nn.Module
+    renderer: torch.nn.Module
+
+    @classmethod
+    def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> "MODAModels":
+        from moda_core.checkpoints import load_model
+
+        paths = {kind: find_weight_file(kind, weights_dir) for kind in WEIGHT_FILES}
+        return cls(**{kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.renderer.parameters()).device
+
+    @property
+    def render_size(self) -> int:
+        return self.renderer.config.image_size
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    """Options of :func:`animate`; defaults reproduce the authors' inference."""
+
+    fps: float = 30.0
+    seed: int = 0
+    num_samples: int = 1
+    sample: int = 0                                  # which sample goes to the video
+    smoothing: bool = True
+    sigmas: SmoothingSigmas = field(default_factory=SmoothingSigmas)
+    window_blend: Literal["average", "crossfade"] = "average"
+    face_center: tuple[float, float, float] = AUTHORS_INFERENCE_FACE_CENTER
+    drawing_style: Literal["authors", "antialiased"] = "authors"
+    tpe: TPEConfig = field(default_factory=TPEConfig)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    batch_size: int = 8
+    output_size: int | None = None                   # None: the renderer's size
+    paste_back: bool = False
+    paste_feather: int = 24                          # px of soft edge on the pasted crop
+    layout: Literal["render", "debug"] = "render"    # debug: [render | reference | condition]
+
+    def __post_init__(self):
+        if self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.num_samples < 1 or not 0 <= self.sample < self.num_samples:
+            raise ValueError(f"need num_samples >= 1 and 0 <= sample < num_samples, got {self.num_samples}, "
+                             f"{self.sample}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.layout not in ("render", "debug"):
+            raise ValueError(f"layout must be 'render' or 'debug', got {self.layout!r}")
+        if self.paste_back and self.layout == "debug":
+            raise ValueError("paste_back and the debug layout cannot be combined")
+        if self.output_size is not None and (self.output_size < 16 or self.output_size % 2):
+            raise ValueError(f"output_size must be an even number >= 16, got {self.output_size}")
+
+
+# ----------------------------------------------------------------------------------------- 1. motion
+@torch.no_grad()
+def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, subject: Subject, *,
+                   fps: float = 30.0, seed: int = 0, num_samples: int = 1,
+                   window_blend: str = "average", progress: Progress | None = None) -> TalkingRepr:
+    """16 kHz mono waveform -> R offsets with ``num_samples`` samples (seeds ``seed``, ``seed + 1``, ...)."""
+    from moda_core.models.moda import generate_motion
+
+    wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32)).reshape(-1)
+    if frames_for_samples(wave.numel(), fps) < 1:
+        raise ValueError(f"audio is {wave.numel() / SAMPLE_RATE:.3f} s long, shorter than one frame at {fps} fps")
+    device = next(moda.parameters()).device
+    inputs = normalise_waveform(wave).to(device)
+    style = subject.style_vector().to(device)
+    samples = []
+    for index in range(num_samples):
+        generator = torch.Generator().manual_seed(seed + index)
+        motion = generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend)
+        samples.append(motion)
+        if progress:
+            progress("motion", index + 1, num_samples)
+
+    def stack(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.stack([getattr(m, name).float().cpu() for m in samples]).reshape(num_samples, -1, *shape)
+
+    return TalkingRepr(mouth=stack("lip", (40, 3)), eyes=stack("eye", (60, 3)), head_pose=stack("head", (7,)),
+                       torso=stack("torso", (18, 3)), fps=fps, is_offset=True, subject=subject.name,
+                       meta={"seeds": ",".join(str(seed + i) for i in range(num_samples))})
+
+
+# ----------------------------------------------------------------------------------------- 3. face
+@torch.no_grad()
+def compose_face(faco: torch.nn.Module, r: TalkingRepr, subject: Subject, *, smoothing: bool = True,
+                 sigmas: SmoothingSigmas = SmoothingSigmas()) -> TalkingRepr:
+    """FaCo-Net: R's mouth + eyes -> dense face offsets for all 478 points (then non-semantic smoothing)."""
+    offsets = r.to_offsets(subject)
+    device = next(faco.parameters()).device
+    lip = offsets.mouth.flatten(2).to(device)
+    eye = offsets.eyes.flatten(2).to(device)
+    style = subject.style_vector().to(device).expand(r.num_samples, -1)
+    face = faco(lip, eye, style).reshape(r.num_samples, r.num_frames, 478, 3).float().cpu()
+    composed = offsets.replace(face=face)
+    if smoothing:
+        composed = smooth_face(composed, sigmas)
+    return composed if r.is_offset else composed.to_absolute(subject)
+
+
+# ----------------------------------------------------------------------------------------- 4. projection
+def condition_batches(r: TalkingRepr, subject: Subject, *, sample: int = 0, batch_size: int = 8,
+                      face_center=AUTHORS_INFERENCE_FACE_CENTER, style: str = "authors",
+                      size: int = 512) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start_frame, condition images [B, size, size, 3] float 0..1)`` batch by batch."""
+    face, torso = project_repr(r, subject, sample=sample, face_center=face_center)
+    for start in range(0, r.num_frames, batch_size):
+        stop = min(start + batch_size, r.num_frames)
+        yield start, draw_condition_images(face[start:stop, :, :2], torso[start:stop, :, :2], size=size,
+                                           style=style)
+
+
+# ----------------------------------------------------------------------------------------- 5. render
+def _to_signed(images: torch.Tensor) -> torch.Tensor:
+    """[B, H, W, 3] 0..1 -> [B, 3, H, W] in -1..1 (the authors' im2tensor)."""
+    return images.permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+@torch.no_grad()
+def render_batch(renderer: torch.nn.Module, conditions: torch.Tensor, reference: torch.Tensor, start_frame: int, *,
+                 tpe: TPEConfig = TPEConfig(), precision: str = "fp32") -> torch.Tensor:
+    """Condition images ``[B, S, S, 3]`` + reference ``[S, S, 3]`` (0..1) -> frames ``[B, S, S, 3]`` in 0..1.
+
+    ``S`` must be the renderer's image size; frame ``start_frame + i`` gets TPE index ``start_frame + i``.
+    """
+    from moda_core.models.renderer import render
+
+    device = next(renderer.parameters()).device
+    batch, size = conditions.shape[0], conditions.shape[1]
+    planes = temporal_positional_encoding(torch.arange(start_frame, start_frame + batch), size, size, tpe)
+    reference = reference.to(torch.float32).expand(batch, -1, -1, -1)
+    x = torch.cat([_to_signed(conditions), _to_signed(reference), planes], dim=1).to(device)
+    y = render(renderer, x, precision=precision)
+    return ((y.clamp(-1, 1) + 1.0) / 2.0).permute(0, 2, 3, 1).cpu()
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[1] == size:
+        return images
+    return F.interpolate(images.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
+
+
+def reference_at(subject: Subject, size: int) -> torch.Tensor:
+    """The subject's reference image as float ``[size, size, 3]`` in 0..1 (area-resized like the authors)."""
+    import cv2
+
+    image = subject.reference_image.numpy()
+    if image.shape[0] != size:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(image).to(torch.float32) / 255.0
+
+
+def paste_into_source(frames: torch.Tensor, subject: Subject, feather: int = 24) -> torch.Tensor:
+    """Warp rendered crops ``[B, S, S, 3]`` back into the source photo with a feathered edge."""
+    import cv2
+
+    if subject.source_image is None:
+        raise ValueError("paste-back needs the subject's source photo; build the subject from a photo "
+                         "(moda prepare photo) so it keeps it")
+    width, height = subject.source_size
+    size = frames.shape[1]
+    scale = 512.0 / size                                   # crop_to_source is in 512-px crop coordinates
+    matrix = subject.crop_to_source.numpy().copy()
+    matrix[:, :2] *= scale
+    mask = np.zeros((size, size), np.float32)
+    inset = max(1, int(round(feather / scale)))
+    mask[inset:-inset, inset:-inset] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(inset / 2.0, 0.5))
+    warped_mask = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_LINEAR)[..., None]
+    source = subject.source_image.numpy().astype(np.float32) / 255.0
+    out = np.empty((frames.shape[0], height, width, 3), np.float32)
+    for i, frame in enumerate(frames.numpy()):
+        warped = cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        out[i] = warped * warped_mask + source * (1.0 - warped_mask)
+    return torch.from_numpy(out)
+
+
+# ----------------------------------------------------------------------------------------- 6. all together
+@dataclass
+class AnimateResult:
+    path: Path | None
+    repr: TalkingRepr
+    frames: int
+    seconds: float
+    fps: float
+
+
+def motion_pipeline(models: MODAModels, waveform: np.ndarray, subject: Subject, options: AnimateOptions,
+                    progress: Progress | None = None) -> TalkingRepr:
+    """Stages 1-3: audio -> smoothed R offsets with the composed face."""
+    r = predict_motion(models.moda, waveform, subject, fps=options.fps, seed=options.seed,
+                       num_samples=options.num_samples, window_blend=options.window_blend, progress=progress)
+    if options.smoothing:
+        r = smooth_motion(r, options.sigmas)
+    return compose_face(models.faco, r, subject, smoothing=options.smoothing, sigmas=options.sigmas)
+
+
+def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options: AnimateOptions,
+                  progress: Progress | None = None) -> Iterator[torch.Tensor]:
+    """Stages 4-5, streamed: yields output frames ``[B, H, W, 3]`` in 0..1, batch by batch."""
+    renderer = getattr(models_or_renderer, "renderer", models_or_renderer)
+    size = renderer.config.image_size
+    reference = reference_at(subject, size)
+    for start, conditions in condition_batches(r, subject, sample=options.sample, batch_size=options.batch_size,
+                                               face_center=options.face_center, style=options.drawing_style,
+                                               size=size):
+        frames = render_batch(renderer, conditions, reference, start, tpe=options.tpe, precision=options.precision)
+        if options.layout == "debug":
+            frames = torch.cat([frames, reference.expand_as(frames), conditions], dim=2)
+        elif options.paste_back:
+            frames = paste_into_source(frames, subject, options.paste_feather)
+        if options.output_size is not None and not options.paste_back and options.layout == "render":
+            frames = _resize(frames, options.output_size)
+        if progress:
+            progress("render", start + frames.shape[0], r.num_frames)
+        yield frames
+
+
+def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path: str | os.PathLike | None,
+            options: AnimateOptions = AnimateOptions(), *, repr_override: TalkingRepr | None = None,
+            progress: Progress | None = None) -> AnimateResult:
+    """Audio (16 kHz mono float) + subject -> mp4 at ``out_path`` (H.264 + AAC, the original audio).
+
+    ``repr_override`` renders a given (e.g. edited) R instead of predicting one. With ``out_path=None`` only the
+    motion is computed.
+    """
+    from moda_core.video import VideoWriter
+
+    wave = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    if repr_override is not None:
+        r = repr_override
+        if options.sample >= r.num_samples:
+            raise ValueError(f"sample {options.sample} requested but R has {r.num_samples} sample(s)")
+        options = replace(options, fps=r.fps, num_samples=r.num_samples)
+    else:
+        r = motion_pipeline(models, wave, subject, options, progress)
+    if out_path is None:
+        return AnimateResult(None, r, r.num_frames, r.duration, r.fps)
+    with VideoWriter(out_path, r.fps, audio=(wave, SAMPLE_RATE) if wave.size else None) as writer:
+        for frames in render_stream(models, r, subject, options, progress):
+            writer.write(frames)
+    return AnimateResult(Path(out_path), r, writer.frames_written, writer.frames_written / r.fps, r.fps)
