@@ -69,11 +69,10 @@ def draw_condition_frame(face_xy: np.ndarray, torso_xy: np.ndarray | None = None
     image = np.zeros((DRAW_SIZE, DRAW_SIZE, 3), np.uint8) if canvas is None else canvas
     face = np.trunc(np.asarray(face_xy, dtype=np.float64)).astype(np.int32)
     for stroke in _face_strokes():
-        segments = list(face[stroke.edges])                         # E arrays of [2, 2]
-        cv2.polylines(image, segments, False, stroke.color, stroke.thickness, line_type)
+        cv2.polylines(image, face[stroke.edges], False, stroke.color, stroke.thickness, line_type)  # [E, 2, 2]
     if torso_xy is not None:
         torso = np.trunc(np.asarray(torso_xy, dtype=np.float64)).astype(np.int32)
-        cv2.polylines(image, list(torso[_SHOULDER_EDGES]), False, SHOULDER, 2, line_type)
+        cv2.polylines(image, torso[_SHOULDER_EDGES], False, SHOULDER, 2, line_type)
     return image
 
 
@@ -102,4 +101,4 @@ def draw_condition_images(face_xy: torch.Tensor | np.ndarray, torso_xy: torch.Te
         draw_condition_frame(face[t], None if torso is None else torso[t], canvas, style)
         frames[t] = canvas if size == DRAW_SIZE else cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
     out = torch.from_numpy(frames)
-    return out if as_uint8 else out.to(torch.float32) / 255.0
+    return out if as_uint8 else out.to(torch.float32).div_(255.0)
