@@ -1,0 +1,68 @@
+"""Audio loading and resampling for every MODA stage: anything in, 16 kHz mono float32 out.
+
+* Files (wav of any sample format, mp3, m4a/aac, flac, the audio track of a video, 8-48 kHz, any channel
+  count) are decoded and resampled with PyAV (FFmpeg's libswresample); no ``ffmpeg`` binary is needed.
+* In-memory waveforms (e.g. ComfyUI AUDIO ``{"waveform": [B, C, N], "sample_rate"}``) are resampled with
+  ``scipy.signal.resample_poly`` (polyphase FIR, exact rational ratio).
+
+Channels are down-mixed by averaging (like ``librosa.to_mono``), after resampling.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import BinaryIO
+
+import av
+import numpy as np
+import torch
+from scipy.signal import resample_poly
+
+from moda_core.preprocess.errors import PreprocessError
+
+AUDIO_RATE = 16000
+
+
+def _describe(source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<audio stream>")
+
+
+def load_audio(source: str | os.PathLike | BinaryIO, target_rate: int = AUDIO_RATE) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of a file -> (float32 ``[N]`` mono in -1..1, ``target_rate``)."""
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
+        raise PreprocessError(f"audio file not found: {name}")
+    try:
+        with av.open(source if not isinstance(source, os.PathLike) else os.fspath(source)) as container:
+            if not container.streams.audio:
+                raise PreprocessError(f"{name} has no audio track; give a file with sound (wav, mp3, m4a, or a "
+                                      "video with an audio track)")
+            resampler = av.AudioResampler(format="fltp", rate=target_rate)
+            chunks = []
+            for frame in container.decode(audio=0):
+                chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray() for out in resampler.resample(None))
+    except PreprocessError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as err:
+        raise PreprocessError(f"cannot decode audio from {name}: {err}. Convert it to wav, mp3 or m4a.") from err
+    if not chunks:
+        raise PreprocessError(f"{name} contains no audio samples")
+    waveform = np.concatenate(chunks, axis=1)                       # [C, N] planar float
+    return waveform.mean(axis=0).astype(np.float32), target_rate
+
+
+def resample_audio(waveform: np.ndarray | torch.Tensor, rate: int, target_rate: int = AUDIO_RATE) -> np.ndarray:
+    """``[N]`` or ``[C, N]`` (e.g. ``audio["waveform"][b]`` of ComfyUI AUDIO) at ``rate`` Hz -> float32 mono
+    ``[N']`` at ``target_rate`` Hz."""
+    array = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    if array.ndim not in (1, 2) or array.shape[-1] == 0:
+        raise PreprocessError(f"waveform must be [samples] or [channels, samples], got shape {array.shape}")
+    if rate <= 0 or target_rate <= 0:
+        raise PreprocessError(f"sample rates must be positive, got {rate} -> {target_rate}")
+    array = array.astype(np.float64)
+    if rate != target_rate:
+        ratio = Fraction(int(target_rate), int(rate))
+        array = resample_poly(array, ratio.numerator, ratio.denominator, axis=-1)
+    mono = array.mean(axis=0) if array.ndim == 2 else array
+    return mono.astype(np.float32)
