@@ -16,7 +16,7 @@ except ImportError:
 try:
     from .nodes import comfy_entrypoint  # noqa: F401
 except ImportError as err:
-    if not (err.name or "").startswith("comfy"):
+    if not (err.name or "").startswith(("comfy", "folder_paths", "server")):
         raise
     comfy_entrypoint = None  # not running inside ComfyUI
 

@@ -1,10 +1,19 @@
-"""ComfyUI nodes for MODA: thin V3 adapters over moda_core."""
+"""ComfyUI nodes for MODA: thin V3 adapters over moda_core.
+
+Each module exports ``NODES``; add new modules to ``_node_modules`` below. Socket types live in ``types.py``.
+"""
 from comfy_api.latest import ComfyExtension, io
+
+from . import projection, repr_nodes
+
+
+def _node_modules():
+    return (repr_nodes, projection)
 
 
 class MODAExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        return [node for module in _node_modules() for node in module.NODES]
 
 
 async def comfy_entrypoint() -> MODAExtension:

@@ -1,0 +1,227 @@
+"""Nodes that save, load and describe R (MODA's talking representation, :class:`moda_core.repr.TalkingRepr`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zipfile
+
+import folder_paths
+from comfy_api.latest import io, ui
+
+from moda_core.repr import ReprError, TalkingRepr
+
+from .types import CATEGORY, MODA_REPR, node_error
+
+REPR_SUFFIXES = (".safetensors", ".npz")
+OUTPUT_SUBFOLDER = "moda"              # SaveRepr writes here; LoadRepr lists it as "moda/<file> [output]"
+SAVE_FORMATS = ("safetensors", "npz", "safetensors + npz")
+_HEADER_LIMIT = 16 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- file helpers
+def _is_repr_file(path: str) -> bool:
+    """True when the file's metadata says ``format = moda-repr`` (reads only the header, never the tensors)."""
+    try:
+        if path.endswith(".safetensors"):
+            with open(path, "rb") as handle:
+                (size,) = struct.unpack("<Q", handle.read(8))
+                if size > _HEADER_LIMIT:
+                    return False
+                header = json.loads(handle.read(size))
+            return (header.get("__metadata__") or {}).get("format") == "moda-repr"
+        if path.endswith(".npz"):
+            with zipfile.ZipFile(path) as archive:
+                return "__metadata__.npy" in archive.namelist()
+    except (OSError, ValueError, struct.error, zipfile.BadZipFile, AttributeError):
+        return False
+    return False
+
+
+def _walk_repr_files(root: str) -> list[str]:
+    found = []
+    if not os.path.isdir(root):
+        return found
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if name.endswith(REPR_SUFFIXES) and _is_repr_file(full):
+                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def list_repr_files() -> list[str]:
+    """R files in the input folder (any depth), then SaveRepr results as ``moda/<name> [output]``."""
+    output_moda = os.path.join(folder_paths.get_output_directory(), OUTPUT_SUBFOLDER)
+    return (_walk_repr_files(folder_paths.get_input_directory())
+            + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _walk_repr_files(output_moda)])
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath((path, folder)) == folder
+
+
+def resolve_repr_path(name: str) -> str:
+    """Full path of a LoadRepr choice; refuses names that leave the input and output folders."""
+    path = folder_paths.get_annotated_filepath(name)
+    roots = (folder_paths.get_input_directory(), folder_paths.get_output_directory())
+    if not any(_inside(path, root) for root in roots):
+        raise node_error(MODALoadRepr.DISPLAY_NAME, "repr_file", f"{name!r} points outside the input and output "
+                         "folders", "pick a file from the list")
+    return path
+
+
+# ---------------------------------------------------------------- nodes
+class MODASaveRepr(io.ComfyNode):
+    DISPLAY_NAME = "MODA Save Repr"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_SaveRepr",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description="Saves R (the talking representation: mouth, eyes, head pose, torso and optional face "
+                        "curves) to output/moda/<prefix>_00001_.safetensors so it can be edited, shared or loaded "
+                        "again with MODA Load Repr.",
+            inputs=[
+                MODA_REPR.Input("repr", tooltip="The motion (R) to save. It is written as it is (offsets or "
+                                                "absolute, every sample)."),
+                io.String.Input("filename_prefix", default="repr",
+                                tooltip="File name start, inside output/moda/. May contain sub-folders "
+                                        "(e.g. 'cathy/take'); a counter _00001_ is added."),
+                io.Combo.Input("format", options=list(SAVE_FORMATS), default=SAVE_FORMATS[0],
+                               tooltip="safetensors: compact, loads fastest. npz: the same arrays for editing in "
+                                       "numpy (np.load). Both: one file of each with the same counter."),
+            ],
+            outputs=[io.String.Output("path", display_name="path",
+                                      tooltip="Full path of the file written (the .safetensors one when both).")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, repr: TalkingRepr, filename_prefix: str, format: str) -> io.NodeOutput:
+        if not isinstance(repr, TalkingRepr):
+            raise node_error(cls.DISPLAY_NAME, "repr", f"expected R (TalkingRepr), got {type(repr).__name__}",
+                             "connect a MODA_REPR output")
+        prefix = filename_prefix.strip().replace("\\", "/")
+        if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
+            raise node_error(cls.DISPLAY_NAME, "filename_prefix", f"{filename_prefix!r} is empty or leaves the "
+                             "output folder", "use a relative name such as 'repr' or 'cathy/take'")
+        if format not in SAVE_FORMATS:
+            raise node_error(cls.DISPLAY_NAME, "format", f"unknown format {format!r}",
+                             f"choose one of {list(SAVE_FORMATS)}")
+        output_dir = folder_paths.get_output_directory()
+        folder, name, counter, _, _ = folder_paths.get_save_image_path(f"{OUTPUT_SUBFOLDER}/{prefix}", output_dir)
+        suffixes = {"safetensors": [".safetensors"], "npz": [".npz"]}.get(format, [".safetensors", ".npz"])
+        paths = [str(repr.save(os.path.join(folder, f"{name}_{counter:05}_{suffix}"))) for suffix in suffixes]
+        shown = ", ".join(os.path.relpath(p, output_dir) for p in paths)
+        return io.NodeOutput(paths[0], ui=ui.PreviewText(f"saved {shown} ({repr.num_samples} sample(s), "
+                                                         f"{repr.num_frames} frames)"))
+
+
+class MODALoadRepr(io.ComfyNode):
+    DISPLAY_NAME = "MODA Load Repr"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadRepr",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description="Loads R (the talking representation) from a .safetensors or .npz file written by MODA "
+                        "Save Repr or the moda CLI. Lists R files in the input folder and in output/moda/.",
+            inputs=[
+                io.Combo.Input("repr_file", options=list_repr_files(),
+                               tooltip="An R file from the input folder, or 'moda/... [output]' for one saved by "
+                                       "MODA Save Repr. Other .safetensors files are not listed."),
+            ],
+            outputs=[MODA_REPR.Output("repr", display_name="repr",
+                                      tooltip="The motion (R) from the file, on the CPU.")],
+        )
+
+    @classmethod
+    def execute(cls, repr_file: str) -> io.NodeOutput:
+        path = resolve_repr_path(repr_file)
+        try:
+            return io.NodeOutput(TalkingRepr.load(path, device="cpu"))
+        except ReprError as err:
+            raise node_error(cls.DISPLAY_NAME, "repr_file", f"cannot load {repr_file!r}: {err}",
+                             "pick another file or save it again with MODA Save Repr") from err
+
+    @classmethod
+    def validate_inputs(cls, repr_file: str) -> bool | str:
+        if not isinstance(repr_file, str) or not repr_file.endswith(tuple(s + t for s in REPR_SUFFIXES
+                                                                          for t in ("", " [output]", " [input]"))):
+            return (f"{cls.DISPLAY_NAME}: input 'repr_file': {repr_file!r} is not a .safetensors or .npz R file, "
+                    "pick one from the list")
+        try:
+            path = resolve_repr_path(repr_file)
+        except ValueError as err:
+            return str(err)
+        if not os.path.isfile(path):
+            return (f"{cls.DISPLAY_NAME}: input 'repr_file': file {repr_file!r} not found, put it in the input "
+                    "folder (or save it with MODA Save Repr) and refresh")
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, repr_file: str):
+        """Re-run when the file's bytes change (sha256, as core LoadAudio does)."""
+        try:
+            path = resolve_repr_path(repr_file)
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        except (OSError, ValueError):
+            return float("nan")          # unreadable: always re-run, execute reports the problem
+
+
+def describe_repr(r: TalkingRepr) -> str:
+    """A short human-readable summary of R."""
+    lines = [
+        f"samples: {r.num_samples}",
+        f"frames: {r.num_frames} at {r.fps:g} fps ({r.duration:.2f} s)",
+        f"values: {'offsets from the subject means' if r.is_offset else 'absolute'}",
+        f"face track: {'yes (composed, 478 points)' if r.face is not None else 'no (run the facial composer)'}",
+        f"subject: {r.subject or '(not set)'}",
+        f"dtype: {str(r.dtype).replace('torch.', '')}, device: {r.device}",
+    ]
+    lines += [f"meta {key}: {value}" for key, value in sorted(r.meta.items())]
+    return "\n".join(lines)
+
+
+class MODAReprInfo(io.ComfyNode):
+    DISPLAY_NAME = "MODA Repr Info"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_ReprInfo",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description="Describes R: samples, frames, fps, duration, offsets or absolute values, whether the "
+                        "face track is composed, and the subject. fps and frames can drive Create Video.",
+            inputs=[MODA_REPR.Input("repr", tooltip="The motion (R) to describe.")],
+            outputs=[
+                io.String.Output("summary", display_name="summary",
+                                 tooltip="Multi-line text summary (connect it to Preview as Text / Preview Any)."),
+                io.Float.Output("fps", display_name="fps", tooltip="Frames per second of R."),
+                io.Int.Output("frames", display_name="frames", tooltip="Number of frames T."),
+                io.Int.Output("samples", display_name="samples", tooltip="Number of samples S (e.g. seeds)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, repr: TalkingRepr) -> io.NodeOutput:
+        if not isinstance(repr, TalkingRepr):
+            raise node_error(cls.DISPLAY_NAME, "repr", f"expected R (TalkingRepr), got {type(repr).__name__}",
+                             "connect a MODA_REPR output")
+        return io.NodeOutput(describe_repr(repr), repr.fps, repr.num_frames, repr.num_samples)
+
+
+NODES = [MODASaveRepr, MODALoadRepr, MODAReprInfo]

@@ -1,0 +1,60 @@
+"""Socket types of the MODA node pack.
+
+A socket type is only a string tag: ComfyUI passes the Python object between nodes untouched (no copy) and keeps
+it in its output cache, so **nodes must never modify an input object**; moda_core's ``TalkingRepr`` and
+``Subject`` are immutable by convention (every method returns a new object).
+
+Each type is ``io.Custom("<TAG>")``; use ``MODA_REPR.Input("repr", tooltip=...)`` /
+``MODA_REPR.Output(display_name="repr", tooltip=...)``. Tags are permanent: saved workflows store them.
+
+========================= ==================================================================================
+tag                       value
+========================= ==================================================================================
+``MODA_REPR``             :class:`moda_core.repr.TalkingRepr` (R): motion curves ``[S, T, ...]`` on the CPU
+``MODA_SUBJECT``          :class:`moda_core.subject.Subject`: reference image, template, mean pose and torso
+``MODA_POINTS``           :class:`PointsDict`: one sample of R projected to image space
+``MODA_MODEL``            the speech-to-motion bundle: audio encoder + MODA network + FaCo-Net (shared by all
+                          subjects; what MODA_LoadModel-style nodes return and the motion sampler consumes)
+``MODA_AUDIO_ENCODER``    the wav2vec2 audio encoder alone (for nodes that cache audio features)
+``MODA_FACO``             FaCo-Net alone (the facial composer: mouth + eyes + template -> 478 points)
+``MODA_RENDERER``         a subject's renderer (U-Net with temporal positional encoding); per subject
+========================= ==================================================================================
+
+Model values are defined by the nodes that create them (lead-owned); this module only fixes the tags, so that
+every producer and consumer agrees on them.
+"""
+from __future__ import annotations
+
+from typing import TypedDict
+
+import torch
+from comfy_api.latest import io
+
+
+class PointsDict(TypedDict):
+    """Value of ``MODA_POINTS``: one sample of R in image space of the 512x512 crop (float64, CPU)."""
+
+    face_xy: torch.Tensor      # [T, 478, 2] pixel positions (x right, y down)
+    torso_xy: torch.Tensor     # [T, 18, 2]
+    face_xyz: torch.Tensor     # [T, 478, 3] with z toward the camera
+    torso_xyz: torch.Tensor    # [T, 18, 3]
+    fps: float
+    image_size: int            # 512
+    face_center: tuple         # (x, y, z) used to de-normalise
+
+
+MODA_REPR = io.Custom("MODA_REPR")
+MODA_SUBJECT = io.Custom("MODA_SUBJECT")
+MODA_POINTS = io.Custom("MODA_POINTS")
+MODA_MODEL = io.Custom("MODA_MODEL")
+MODA_AUDIO_ENCODER = io.Custom("MODA_AUDIO_ENCODER")
+MODA_FACO = io.Custom("MODA_FACO")
+MODA_RENDERER = io.Custom("MODA_RENDERER")
+
+ALL_TYPES = (MODA_REPR, MODA_SUBJECT, MODA_POINTS, MODA_MODEL, MODA_AUDIO_ENCODER, MODA_FACO, MODA_RENDERER)
+CATEGORY = "MODA"
+
+
+def node_error(display_name: str, input_name: str, problem: str, action: str) -> ValueError:
+    """The pack's error style: ``<display name> ("MODA ...")``: input '<name>': <what is wrong>, <what to do>``."""
+    return ValueError(f"{display_name}: input '{input_name}': {problem}, {action}")
