@@ -79,6 +79,13 @@ def build_models(config: str, device: str = "cpu"):
     return models
 
 
+def prepare_renderer(models, precision: str) -> None:
+    """Channels-last memory and low-precision weights, as MODAModels.load does."""
+    from moda_core.models.renderer import prepare_for_inference
+
+    prepare_for_inference(models.renderer, precision)
+
+
 @torch.no_grad()
 def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp32", batch_size: int = 4,
                      max_render_frames: int | None = None, output: Path | None = None,

@@ -65,11 +65,16 @@ class MODAModels:
     renderer: torch.nn.Module
 
     @classmethod
-    def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> "MODAModels":
+    def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
+             precision: str = "fp32") -> "MODAModels":
+        """Load the three weight files; the renderer is prepared for ``precision`` (channels-last memory)."""
         from moda_core.checkpoints import load_model
+        from moda_core.models.renderer import prepare_for_inference
 
         paths = {kind: find_weight_file(kind, weights_dir) for kind in WEIGHT_FILES}
-        return cls(**{kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()})
+        models = cls(**{kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()})
+        prepare_for_inference(models.renderer, precision)
+        return models
 
     @property
     def device(self) -> torch.device:

@@ -91,7 +91,7 @@ def run_animate(args) -> int:
     progress = StageProgress()
     subject = _load_subject(args, progress)
     wave, _ = load_audio(args.audio)
-    models = MODAModels.load(args.weights, device=args.device)
+    models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=args.samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend)
     with progress:
@@ -116,7 +116,7 @@ def run_render(args) -> int:
     if args.audio is not None:
         from moda_core.preprocess import load_audio
         wave, _ = load_audio(args.audio)
-    models = MODAModels.load(args.weights, device=args.device)
+    models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
     if r.face is None:
         from moda_core.pipeline import compose_face
         r = compose_face(models.faco, r, subject)
