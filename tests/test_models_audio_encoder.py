@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-
 import pytest
+from parity_helpers import load_golden
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from moda_core.models.audio_encoder import (AudioEncoder, AudioEncoderConfig, frames_for_samples,
                                             normalise_waveform, remap_legacy_weight_norm)
@@ -18,7 +17,7 @@ POS_CONV = "encoder.pos_conv_embed.conv."
 @pytest.fixture(scope="module")
 def golden(parity_dir) -> dict[str, torch.Tensor]:
     # Clone: safetensors hands out arbitrarily aligned memory, which changes CPU kernel results (README §3).
-    return {key: value.clone() for key, value in load_file(parity_dir / "wav2vec_align.safetensors").items()}
+    return load_golden(parity_dir, "wav2vec_align.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -1,52 +1,41 @@
 """FaCo-Net and its discriminator: key layout and parity with the authors' network (golden vectors)."""
 from __future__ import annotations
 
-import json
 
 import pytest
+from parity_helpers import load_golden, official_layout, state_dict_layout, with_prefix
 import torch
-from safetensors.torch import load_file
 
 from moda_core.models.faco import FaCoConfig, FaCoNet, PointDiscriminator
 
 PARITY_TOL = 1e-5   # parity/README.md §3
 
 
-def _layout(module: torch.nn.Module) -> list[tuple[str, list[int], str]]:
-    return [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in module.state_dict().items()]
-
-
-def _expected_layout(reference_dir, section: str) -> list[tuple[str, list[int], str]]:
-    shapes = json.loads((reference_dir / "official_state_dict_shapes.json").read_text())[section]
-    return [(k, v["shape"], v["dtype"]) for k, v in shapes.items()]
 
 
 @pytest.fixture(scope="module")
 def golden(parity_dir):
-    # clone: safetensors hands out unaligned memory and CPU kernels are alignment sensitive (README §3)
-    return {k: v.clone() for k, v in load_file(parity_dir / "faco_net.safetensors").items()}
+    return load_golden(parity_dir, "faco_net.safetensors")
 
 
-def _prefixed(tensors: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def test_generator_layout_matches_authors(reference_dir):
     net = FaCoNet()
-    assert _layout(net) == _expected_layout(reference_dir, "FaCo")
+    assert state_dict_layout(net) == official_layout(reference_dir, "FaCo")
     assert sum(p.numel() for p in net.parameters()) == 1_900_442
 
 
 def test_discriminator_layout_matches_authors(reference_dir):
     net = PointDiscriminator()
-    assert _layout(net) == _expected_layout(reference_dir, "FaCo_D")
+    assert state_dict_layout(net) == official_layout(reference_dir, "FaCo_D")
     assert sum(p.numel() for p in net.parameters()) == 792_705
 
 
 @torch.no_grad()
 def test_generator_parity(golden):
     net = FaCoNet().eval()
-    net.load_state_dict(_prefixed(golden, "weights."), strict=True)
+    net.load_state_dict(with_prefix(golden, "weights."), strict=True)
     output = net(golden["lip"], golden["eye"], golden["sub_info"])
     assert output.shape == (1, 100, 1434)
     diff = (output - golden["output"]).abs().max().item()
@@ -56,7 +45,7 @@ def test_generator_parity(golden):
 @torch.no_grad()
 def test_discriminator_parity(golden):
     net = PointDiscriminator().eval()
-    net.load_state_dict(_prefixed(golden, "disc_weights."), strict=True)
+    net.load_state_dict(with_prefix(golden, "disc_weights."), strict=True)
     score = net(golden["lip"], golden["eye"], golden["output"], golden["sub_info"])
     assert score.shape == (1, 100, 1)
     diff = (score - golden["disc.output"]).abs().max().item()

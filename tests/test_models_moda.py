@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-
 import pytest
+from parity_helpers import load_golden
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from moda_core.models.audio_encoder import frames_for_samples, normalise_waveform
 from moda_core.models.moda import MODAConfig, MODANet, blend_overlap, generate_motion
@@ -19,7 +18,7 @@ SAMPLE_RATE = 16000
 @pytest.fixture(scope="module")
 def golden(parity_dir) -> dict[str, torch.Tensor]:
     # Clone: safetensors hands out arbitrarily aligned memory, which changes CPU kernel results (README §3).
-    return {key: value.clone() for key, value in load_file(parity_dir / "moda_net.safetensors").items()}
+    return load_golden(parity_dir, "moda_net.safetensors")
 
 
 @pytest.fixture(scope="module")

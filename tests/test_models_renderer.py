@@ -1,11 +1,10 @@
 """Renderer generator + multiscale discriminator: key layout and parity with the authors' Render_G."""
 from __future__ import annotations
 
-import json
 
 import pytest
+from parity_helpers import load_golden, official_layout, state_dict_layout
 import torch
-from safetensors.torch import load_file
 
 from moda_core.models.discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from moda_core.models.renderer import RenderGenerator, RendererConfig, render
@@ -16,19 +15,11 @@ TPE_TOL = 1e-6
 GOLDEN_CONFIG = RendererConfig(ngf=2, image_size=256)
 
 
-def _layout(module: torch.nn.Module) -> list[tuple[str, list[int], str]]:
-    return [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in module.state_dict().items()]
-
-
-def _expected_layout(reference_dir, section: str) -> list[tuple[str, list[int], str]]:
-    shapes = json.loads((reference_dir / "official_state_dict_shapes.json").read_text())[section]
-    return [(k, v["shape"], v["dtype"]) for k, v in shapes.items()]
 
 
 @pytest.fixture(scope="module")
 def golden(parity_dir):
-    # clone: safetensors hands out unaligned memory and CPU kernels are alignment sensitive (README §3)
-    return {k: v.clone() for k, v in load_file(parity_dir / "renderer.safetensors").items()}
+    return load_golden(parity_dir, "renderer.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +43,7 @@ def _tensor_to_image(image: torch.Tensor) -> torch.Tensor:
 def test_generator_layout_matches_authors(reference_dir):
     with torch.device("meta"):
         net = RenderGenerator()
-    assert _layout(net) == _expected_layout(reference_dir, "Renderer")
+    assert state_dict_layout(net) == official_layout(reference_dir, "Renderer")
     assert len(net.state_dict()) == 261
     assert sum(p.numel() for p in net.parameters()) == 76_207_296
 
@@ -60,7 +51,7 @@ def test_generator_layout_matches_authors(reference_dir):
 def test_discriminator_layout_matches_authors(reference_dir):
     with torch.device("meta"):
         net = MultiscaleDiscriminator()
-    assert _layout(net) == _expected_layout(reference_dir, "Renderer_D")
+    assert state_dict_layout(net) == official_layout(reference_dir, "Renderer_D")
     assert [name for name, _ in net.netD.named_children()][-1] == "downsample"
     assert sum(p.numel() for p in net.parameters()) == 20_945_475
 
