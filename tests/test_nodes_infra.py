@@ -101,7 +101,7 @@ def test_node_ids_names_and_categories(moda_nodes, infos):
     assert len(set(display_names)) == len(display_names)
     for node_id, info in infos.items():
         assert node_id.startswith("MODA_") and info["name"] == node_id
-        assert info["display_name"].startswith("MODA ") and info["category"] == "MODA"
+        assert info["display_name"].startswith("MODA ") and (info["category"] == "MODA" or info["category"].startswith("MODA/"))
         assert len(info["description"]) > 40, node_id
         assert info["python_module"] == f"custom_nodes.{REPO_ROOT.name}"
         assert getattr(moda_nodes[node_id], "DISPLAY_NAME", info["display_name"]) == info["display_name"]
