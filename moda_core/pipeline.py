@@ -53,7 +53,8 @@ def find_weight_file(kind: str, weights_dir: str | os.PathLike | None = None) ->
         f"missing {kind} weights: {path} does not exist. Either train them with `moda quickstart --out {folder}` "
         f"(or `moda train`), or convert the authors' released checkpoints (MODA.pkl, FaCo.pkl, renderer/<name>.pth "
         f"from the MODA repository's install.sh Google-Drive links) with `moda convert FILE --out {path}`, or "
-        f"download converted files from a Hugging Face repo with `moda download REPO_ID --out {folder}`.")
+        f"download converted files from a Hugging Face repo with `hf download REPO_ID {WEIGHT_FILES[kind]} "
+        f"--local-dir {folder}` (or the MODA Download Weights node in ComfyUI).")
 
 
 @dataclass

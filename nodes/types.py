@@ -13,9 +13,10 @@ tag                       value
 ``MODA_REPR``             :class:`moda_core.repr.TalkingRepr` (R): motion curves ``[S, T, ...]`` on the CPU
 ``MODA_SUBJECT``          :class:`moda_core.subject.Subject`: reference image, template, mean pose and torso
 ``MODA_POINTS``           :class:`PointsDict`: one sample of R projected to image space
-``MODA_MODEL``            the speech-to-motion bundle: audio encoder + MODA network + FaCo-Net (shared by all
-                          subjects; what MODA_LoadModel-style nodes return and the motion sampler consumes)
-``MODA_AUDIO_ENCODER``    the wav2vec2 audio encoder alone (for nodes that cache audio features)
+``MODA_MODEL``            the MODA network with its wav2vec2 audio encoder (shared by all subjects; made by
+                          MODA Load MODA Model, consumed by MODA Audio to Motion)
+``MODA_AUDIO_ENCODER``    a wav2vec2 audio encoder that replaces the one inside MODA_MODEL (optional input of
+                          MODA Audio to Motion)
 ``MODA_FACO``             FaCo-Net alone (the facial composer: mouth + eyes + template -> 478 points)
 ``MODA_RENDERER``         a subject's renderer (U-Net with temporal positional encoding); per subject
 ========================= ==================================================================================

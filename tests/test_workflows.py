@@ -60,14 +60,36 @@ CORE_NODES: dict[str, dict] = {
                   "input_order": {"required": ["images", "filename_prefix"]}, "output": [], "output_node": True},
     "PreviewImage": {"input": {"required": {"images": ["IMAGE", {}]}}, "input_order": {"required": ["images"]},
                      "output": [], "output_node": True},
+    # comfy_extras/nodes_video.py LoadVideo (V3): Combo "file" (sorted video files of input/, upload=video) -> VIDEO
+    "LoadVideo": {"input": {"required": {"file": ["COMBO", {"video_upload": True, "options": _FILES}]}},
+                  "input_order": {"required": ["file"]}, "output": ["VIDEO"], "output_node": False},
+    # comfy_extras/nodes_video.py GetVideoComponents (V3): video -> images IMAGE, audio AUDIO, fps FLOAT
+    "GetVideoComponents": {"input": {"required": {"video": ["VIDEO", {}]}}, "input_order": {"required": ["video"]},
+                           "output": ["IMAGE", "AUDIO", "FLOAT"], "output_node": False},
+    # comfy_extras/nodes_images.py ImageStitch (V3): image1, direction, match_image_size, spacing_width [0, 1024]
+    # step 2, spacing_color, optional image2 -> IMAGE (batches of different lengths repeat their last image)
+    "ImageStitch": {"input": {"required": {"image1": ["IMAGE", {}],
+                                           "direction": ["COMBO", {"options": ["right", "down", "left", "up"],
+                                                                   "default": "right"}],
+                                           "match_image_size": ["BOOLEAN", {"default": True}],
+                                           "spacing_width": ["INT", {"default": 0, "min": 0, "max": 1024,
+                                                                     "step": 2}],
+                                           "spacing_color": ["COMBO", {"options": ["white", "black", "red", "green",
+                                                                                   "blue"], "default": "white"}]},
+                              "optional": {"image2": ["IMAGE", {}]}},
+                    "input_order": {"required": ["image1", "direction", "match_image_size", "spacing_width",
+                                                 "spacing_color"], "optional": ["image2"]},
+                    "output": ["IMAGE"], "output_node": False},
     # comfy_extras/nodes_preview_any.py PreviewAny (V1, output node; "Preview as Text", 0.3.64 "Preview Any")
     "PreviewAny": {"input": {"required": {"source": ["*", {}]}}, "input_order": {"required": ["source"]},
                    "output": [], "output_node": True},
 }
-# Widgets the frontend adds after the schema's own: LoadImage's upload button ("image"), LoadAudio's upload and
-# player (null, null), PreviewAny's text display (null x3 in the 0.7.67 templates).
-EXTRA_WIDGET_VALUES = {"LoadImage": 1, "LoadAudio": 2, "PreviewAny": 3}
-FILE_PICKERS = {("LoadImage", "image"), ("LoadAudio", "audio"), ("MODA_LoadRepr", "repr_file")}
+# Widgets the frontend adds after the schema's own: LoadImage's and LoadVideo's upload button ("image"), LoadAudio's
+# upload and player (null, null), PreviewAny's text display (null x3 in the 0.7.67 templates).
+EXTRA_WIDGET_VALUES = {"LoadImage": 1, "LoadVideo": 1, "LoadAudio": 2, "PreviewAny": 3}
+FILE_PICKERS = {("LoadImage", "image"), ("LoadAudio", "audio"), ("LoadVideo", "file"), ("MODA_LoadRepr", "repr_file"),
+                ("MODA_LoadSubject", "subject_file"), ("MODA_LoadMODAModel", "weights"), ("MODA_LoadFaCo", "weights"),
+                ("MODA_LoadRenderer", "weights"), ("MODA_LoadAudioEncoder", "weights")}
 UI_ONLY_NODES = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}

@@ -27,6 +27,7 @@ _EXPORTS = {
     "CropBox": "crop", "crop_box_for": "crop",
     "PhotoDiagnostics": "photo", "subject_from_photo": "photo",
     "SampleSummary": "sample", "prepare_video_sample": "sample",
+    "FramesSummary": "frames", "subject_from_frames": "frames",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,0 +1,117 @@
+"""Frames already in memory (e.g. a ComfyUI IMAGE batch) -> :class:`~moda_core.subject.Subject` + R.
+
+The in-memory counterpart of :func:`moda_core.preprocess.prepare_video_sample`, built from the same pieces and
+giving the same Subject and R: one crop box for the clip (median anchor and scale), landmarks of frames without
+a face interpolated in time then smoothed with a centred 3-frame mean, shoulders from the person mask, R with
+absolute canonical values at the frames' rate. Nothing is written to disk. The subject also keeps the full
+source frame of its reference (``source_image``), so renders can be pasted back into that frame.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from moda_core.landmarks import eye_indices, mouth_indices
+from moda_core.preprocess.crop import crop_box_for
+from moda_core.preprocess.errors import PreprocessError
+from moda_core.preprocess.face_geometry import load_frontal_reference
+from moda_core.preprocess.images import read_image
+from moda_core.preprocess.landmarks import FaceLandmarks
+from moda_core.preprocess.pose import canonicalise, head_pose, require_face_size, to_image_space
+from moda_core.preprocess.sample import MIN_FACE_FRACTION, Progress, _fill_and_smooth
+from moda_core.preprocess.segmentation import PersonSegmenter
+from moda_core.preprocess.torso import billboard, fallback_shoulders, shoulder_points, smooth_track
+from moda_core.repr import TalkingRepr
+from moda_core.subject import REFERENCE_SIZE, Subject
+
+FramesInput = np.ndarray | torch.Tensor | list
+
+
+@dataclass
+class FramesSummary:
+    """What :func:`subject_from_frames` found (frame indices are positions in the input)."""
+
+    num_frames: int
+    reference_frame: int
+    frames_without_face: list[int]
+    frames_without_torso: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _frame(frames: FramesInput, k: int) -> np.ndarray:
+    return read_image(frames[k])[0]
+
+
+def subject_from_frames(frames: FramesInput, fps: float, models_dir: str | os.PathLike | None = None,
+                        name: str = "", progress: Progress | None = None
+                        ) -> tuple[Subject, TalkingRepr, FramesSummary]:
+    """Frames ``[T, H, W, 3]`` (uint8, or float 0..1 as ComfyUI IMAGE) at ``fps`` -> (Subject, R, summary).
+
+    ``progress(stage, done, total)`` is called after every frame of the two passes (``"landmarks"``,
+    ``"crop+torso"``) and may raise to stop. Raises :class:`PreprocessError` when ``fps`` is not positive, there
+    are no frames, a face is found in fewer than half of them, or the face is too small.
+    """
+    if not fps > 0:
+        raise PreprocessError(f"fps must be positive, got {fps}")
+    count = len(frames)
+    if count == 0:
+        raise PreprocessError("no frames given; pass at least one frame [T, H, W, 3]")
+    report = progress or (lambda stage, done, total: None)
+
+    raw = np.full((count, 478, 3), np.nan)
+    with FaceLandmarks(models_dir, video=True) as landmarker:
+        for k in range(count):
+            found = landmarker.detect(_frame(frames, k), timestamp_ms=int(k * 1000 / fps))
+            if found:
+                raw[k] = to_image_space(found[0])
+            report("landmarks", k + 1, count)
+        reference = load_frontal_reference(landmarker.model_path)
+    found = np.isfinite(raw).all(axis=(1, 2))
+    if found.mean() < MIN_FACE_FRACTION:
+        raise PreprocessError(f"a face was found in only {found.sum()} of {count} frames (need "
+                              f"{MIN_FACE_FRACTION:.0%}); use a clip where the face stays visible")
+    source_faces = _fill_and_smooth(raw, found)
+    median_pose = np.median(head_pose(source_faces, reference), axis=0)
+    require_face_size(median_pose, "the frames")
+    box = crop_box_for(median_pose[3:5], float(median_pose[6]))
+    faces = box.to_crop(source_faces)
+    poses = head_pose(faces, reference)
+    canonical = canonicalise(faces, poses)
+
+    shoulders, sides = np.zeros((count, 18, 2)), np.zeros(count, dtype=np.int64)
+    reference_frame, reference_good = 0, False
+    with PersonSegmenter(models_dir) as segmenter:
+        for k in range(count):
+            crop = box.cut(_frame(frames, k))
+            points, sides[k] = shoulder_points(segmenter.person_probability(crop), faces[k])
+            if points is not None:
+                shoulders[k] = points
+            if not reference_good and found[k] and sides[k] == 2:
+                reference_frame, reference_good = k, True
+            report("crop+torso", k + 1, count)
+
+    warnings = []
+    torso_found = sides > 0
+    if torso_found.any():
+        shoulders = smooth_track(shoulders, torso_found)
+    else:
+        shoulders = np.stack([fallback_shoulders(face, REFERENCE_SIZE) for face in faces])
+        warnings.append("no shoulders visible in any frame; using a default shoulder line below the chin")
+    if not found.all():
+        warnings.append(f"no face in {int((~found).sum())} frame(s); their landmarks are interpolated")
+    torso = canonicalise(billboard(shoulders, faces), poses)
+
+    source = _frame(frames, reference_frame)
+    subject = Subject(reference_image=box.cut(source), template=canonical.mean(0), mean_head_pose=poses.mean(0),
+                      mean_torso=torso.mean(0), crop_to_source=box.crop_to_source,
+                      source_size=(source.shape[1], source.shape[0]), name=name, source_image=source)
+    r = TalkingRepr(mouth=canonical[:, mouth_indices()], eyes=canonical[:, eye_indices()], face=canonical,
+                    head_pose=poses, torso=torso, fps=fps, subject=name,
+                    meta={"source": "frames", "reference_frame": str(reference_frame)}).to(dtype=torch.float32)
+    summary = FramesSummary(num_frames=count, reference_frame=reference_frame,
+                            frames_without_face=np.flatnonzero(~found).tolist(),
+                            frames_without_torso=np.flatnonzero(~torso_found).tolist(), warnings=warnings)
+    return subject, r, summary

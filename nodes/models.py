@@ -1,0 +1,349 @@
+"""Weights: download from the Hugging Face Hub into models/moda, and the loaders of the four networks.
+
+Everything lives in ``<ComfyUI>/models/moda`` (registered as the ``moda`` model folder, so
+``extra_model_paths.yaml`` can add more): ``moda.safetensors``, ``faco.safetensors``, ``renderer.safetensors``
+(any names and sub-folders work; each loader lists the files of its kind) and the MediaPipe files
+``face_landmarker.task`` and ``selfie_segmenter.tflite`` the subject nodes need.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import json
+import os
+import re
+
+import torch
+from comfy_api.latest import io, ui
+from safetensors import SafetensorError
+
+from moda_core.checkpoints import load_model
+from moda_core.models.audio_encoder import AudioEncoder, AudioEncoderConfig, remap_legacy_weight_norm
+from moda_core.pipeline import WEIGHT_FILES
+
+from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_RENDERER, node_error
+from .util import (
+    PRECISIONS,
+    file_stamp,
+    find_weight,
+    load_net,
+    model_dir,
+    progress_callback,
+    register_model_folder,
+    safetensors_header,
+    weight_files,
+    weight_path,
+)
+
+register_model_folder()
+
+PRECISION_TOOLTIP = ("Weights and compute precision. auto: bf16 or fp16 where ComfyUI says the GPU runs it well, "
+                     "else fp32 (always fp32 on the CPU). bf16/fp16 halve the memory and speed up recent GPUs.")
+HUB_PERMILLE = 1000                      # progress steps per downloaded file
+_WAV2VEC2_KEY = "feature_extractor.conv_layers.0.conv.weight"
+_HF_SKIPPED_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")
+
+
+# ---------------------------------------------------------------- file kinds
+def file_kind(path: str) -> str | None:
+    """``moda``/``faco``/``renderer``/... for our files, ``wav2vec2`` for a Hugging Face wav2vec2 file, else None."""
+    header = safetensors_header(path)
+    metadata = header.get("__metadata__") or {}
+    if "moda_format" in metadata:
+        return metadata.get("kind")
+    if any(key.endswith(_WAV2VEC2_KEY) for key in header):
+        return "wav2vec2"
+    return None
+
+
+def files_of_kind(*kinds: str) -> list[str]:
+    return [name for name in weight_files() if file_kind(find_weight(name)) in kinds]
+
+
+def _combo(name: str, kinds: tuple[str, ...], default: str, tooltip: str) -> io.Combo.Input:
+    options = files_of_kind(*kinds)
+    return io.Combo.Input(name, options=options, default=default if default in options else None, tooltip=tooltip)
+
+
+# ---------------------------------------------------------------- loaders
+def load_audio_encoder(path: str, device: torch.device, dtype: torch.dtype) -> AudioEncoder:
+    """The wav2vec2 inside a MODA file, or a Hugging Face wav2vec2 ``.safetensors`` (config.json beside it, else
+    the wav2vec2-base-960h architecture MODA uses)."""
+    if file_kind(path) == "moda":
+        encoder = load_model(path, kind="moda", device=device, dtype=dtype).audio_encoder
+        if encoder is None:
+            raise ValueError(f"{os.path.basename(path)} is a MODA file built without an audio encoder")
+        return encoder
+    from safetensors.torch import load_file
+
+    config_file = os.path.join(os.path.dirname(path), "config.json")
+    fields = set(AudioEncoderConfig.__dataclass_fields__)
+    config = AudioEncoderConfig()
+    if os.path.isfile(config_file):
+        with open(config_file) as handle:
+            config = AudioEncoderConfig(**{k: v for k, v in json.load(handle).items() if k in fields})
+    state = {key.removeprefix("wav2vec2."): value for key, value in load_file(path).items()
+             if not key.startswith(_HF_SKIPPED_PREFIXES)}
+    encoder = AudioEncoder(config)
+    state = remap_legacy_weight_norm(state)
+    state.setdefault("masked_spec_embed", encoder.masked_spec_embed.detach())       # training-only, often left out
+    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
+    differ = sorted(set(expected) ^ set(state) | {k for k in expected if k in state and expected[k] != state[k].shape})
+    if differ:
+        raise ValueError(f"{os.path.basename(path)} does not fit the wav2vec2 architecture of "
+                         f"{'config.json' if os.path.isfile(config_file) else 'wav2vec2-base-960h'} "
+                         f"({len(differ)} keys missing, extra or of another shape, e.g. {differ[:3]})")
+    encoder.load_state_dict(state)
+    return encoder.to(device=device, dtype=dtype)
+
+
+def with_audio_encoder(moda: torch.nn.Module, encoder: torch.nn.Module) -> torch.nn.Module:
+    """A shallow copy of MODANet whose ``audio_encoder`` is ``encoder``; ``moda`` itself is left as it is."""
+    swapped = copy.copy(moda)
+    swapped._modules = {**moda._modules, "audio_encoder": encoder}
+    return swapped
+
+
+class _Loader(io.ComfyNode):
+    """A loader node: one weight file of ``KIND`` from models/moda -> a cached :class:`LoadedNet`."""
+
+    DISPLAY_NAME = ""
+    KIND = ""
+    FILE_KINDS: tuple[str, ...] = ()
+    DEFAULT_FILE = ""
+
+    @classmethod
+    def _inputs(cls, what: str) -> list:
+        return [_combo("weights", cls.FILE_KINDS, cls.DEFAULT_FILE,
+                       f"{what} in models/moda (listed by the kind stored in the file; refresh after adding files). "
+                       "Use MODA Download Weights or copy the file there."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)]
+
+    @classmethod
+    def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        return load_model(path, kind=cls.KIND, device=device, dtype=dtype)
+
+    @classmethod
+    def execute(cls, weights: str, precision: str) -> io.NodeOutput:
+        if precision not in PRECISIONS:
+            raise node_error(cls.DISPLAY_NAME, "precision", f"unknown option {precision!r}",
+                             f"choose one of {list(PRECISIONS)}")
+        path = weight_path(cls.DISPLAY_NAME, "weights", weights)
+        try:
+            return io.NodeOutput(load_net(path, cls.KIND, precision, cls._load))
+        except (ValueError, OSError, SafetensorError) as err:
+            raise node_error(cls.DISPLAY_NAME, "weights", f"cannot load {weights!r}: {err}", "pick another file "
+                             "(`moda info FILE` shows what a file holds) or download it again") from err
+
+    @classmethod
+    def fingerprint_inputs(cls, weights: str, precision: str):
+        """Load again when the file is replaced (mtime and size; the model cache uses the same stamp)."""
+        path = find_weight(weights)
+        return (file_stamp(path), precision) if path else float("nan")
+
+
+class MODALoadMODAModel(_Loader):
+    DISPLAY_NAME = "MODA Load MODA Model"
+    KIND, FILE_KINDS, DEFAULT_FILE = "moda", ("moda",), WEIGHT_FILES["moda"]
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadMODAModel", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Loads the MODA speech-to-motion network (with its wav2vec2 audio encoder) from "
+                        "models/moda. One file serves every subject. Loaded networks are kept between runs.",
+            inputs=cls._inputs("The MODA network file (e.g. moda.safetensors)"),
+            outputs=[MODA_MODEL.Output("model", display_name="model",
+                                       tooltip="The MODA network; connect it to MODA Audio to Motion.")],
+        )
+
+
+class MODALoadFaCo(_Loader):
+    DISPLAY_NAME = "MODA Load FaCo"
+    KIND, FILE_KINDS, DEFAULT_FILE = "faco", ("faco",), WEIGHT_FILES["faco"]
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadFaCo", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Loads FaCo-Net, the facial composer that turns R's mouth and eye points into the dense "
+                        "478-point face, from models/moda. Loaded networks are kept between runs.",
+            inputs=cls._inputs("The FaCo-Net file (e.g. faco.safetensors)"),
+            outputs=[MODA_FACO.Output("faco", display_name="faco",
+                                      tooltip="FaCo-Net; connect it to MODA Compose Face.")],
+        )
+
+
+class MODALoadRenderer(_Loader):
+    DISPLAY_NAME = "MODA Load Renderer"
+    KIND, FILE_KINDS, DEFAULT_FILE = "renderer", ("renderer",), WEIGHT_FILES["renderer"]
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadRenderer", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Loads a renderer (U-Net with temporal positional encoding) from models/moda. A renderer "
+                        "is trained for one person; other faces come out as that person. Kept between runs.",
+            inputs=cls._inputs("The renderer file (e.g. renderer.safetensors, or renderer/<person>.safetensors)"),
+            outputs=[MODA_RENDERER.Output("renderer", display_name="renderer",
+                                          tooltip="The renderer; connect it to MODA Render.")],
+        )
+
+
+class MODALoadAudioEncoder(_Loader):
+    DISPLAY_NAME = "MODA Load Audio Encoder"
+    KIND, FILE_KINDS, DEFAULT_FILE = "audio_encoder", ("moda", "wav2vec2"), WEIGHT_FILES["moda"]
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadAudioEncoder", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Loads a wav2vec2 audio encoder to use instead of the one inside the MODA model (optional "
+                        "input of MODA Audio to Motion): the encoder of a MODA file, or a Hugging Face wav2vec2 "
+                        ".safetensors (Wav2Vec2Model or ...ForCTC keys; config.json next to it, else the "
+                        "wav2vec2-base-960h architecture). Its width must match the MODA model's.",
+            inputs=cls._inputs("A MODA file or a Hugging Face wav2vec2 model.safetensors"),
+            outputs=[MODA_AUDIO_ENCODER.Output("audio_encoder", display_name="audio encoder",
+                                               tooltip="The wav2vec2 encoder; connect it to MODA Audio to Motion.")],
+        )
+
+    @classmethod
+    def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        return load_audio_encoder(path, device, dtype)
+
+
+# ---------------------------------------------------------------- Hub download
+def _split_names(filenames: str) -> list[str]:
+    return [name.strip() for name in re.split(r"[\n,]", filenames) if name.strip()]
+
+
+class _Transfer:
+    """Byte counts of the file being downloaded, written by huggingface_hub's progress bars (any thread)."""
+
+    def __init__(self):
+        self.bars: dict[int, tuple[int, int | None]] = {}
+        self.cancelled = False
+
+    def fraction(self) -> float:
+        done = [n / total for n, total in list(self.bars.values()) if total]
+        return min(max(done, default=0.0), 1.0)
+
+    def tqdm_class(self) -> type:
+        from huggingface_hub.utils import tqdm
+
+        transfer = self
+
+        class ProgressTqdm(tqdm):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.counted = kwargs.get("initial", 0)
+                transfer.bars[id(self)] = (self.counted, self.total)
+
+            def update(self, n=1):
+                if transfer.cancelled:
+                    raise InterruptedError("download cancelled in ComfyUI")
+                self.counted += n or 0
+                transfer.bars[id(self)] = (self.counted, self.total)
+                return super().update(n)
+
+        return ProgressTqdm
+
+
+class MODADownloadWeights(io.ComfyNode):
+    DISPLAY_NAME = "MODA Download Weights"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_DownloadWeights", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Downloads weight files from a Hugging Face Hub repo into models/moda (progress shown on "
+                        "the node; an interrupted download resumes where it stopped). Files already there and up "
+                        "to date are not downloaded again. Offline, copy the files into models/moda by hand.",
+            inputs=[
+                io.String.Input("repo_id", default="", placeholder="owner/repo",
+                                tooltip="Hugging Face repo holding converted weights, e.g. 'owner/moda-weights'. "
+                                        "Private or gated repos use the token of `hf auth login` or HF_TOKEN."),
+                io.String.Input("filenames", default="\n".join(WEIGHT_FILES.values()), multiline=True,
+                                tooltip="Files to fetch, one per line (or comma-separated), as named in the repo. "
+                                        "Sub-folders are kept: 'renderer/cathy.safetensors' lands in "
+                                        "models/moda/renderer/."),
+                io.String.Input("revision", default="main",
+                                tooltip="Branch, tag or commit hash of the repo (a commit hash pins the files)."),
+            ],
+            outputs=[io.String.Output("paths", display_name="paths",
+                                      tooltip="Local paths of the files, one per line.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, repo_id: str, filenames: str, revision: str) -> bool | str:
+        name = cls.DISPLAY_NAME
+        if not repo_id.strip() or any(c.isspace() for c in repo_id.strip()):
+            return f"{name}: input 'repo_id': {repo_id!r} is not a repo id, enter one such as 'owner/moda-weights'"
+        names = _split_names(filenames)
+        if not names:
+            return f"{name}: input 'filenames': no file named, enter one file name per line"
+        for file in names:
+            if file.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", file):
+                return (f"{name}: input 'filenames': {file!r} leaves models/moda, use the file's path inside the "
+                        "repo")
+        if not revision.strip():
+            return f"{name}: input 'revision': empty, use 'main' or a tag or commit hash"
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, repo_id: str, filenames: str, revision: str):
+        """Run again when one of the files went missing from models/moda."""
+        return tuple(os.path.isfile(os.path.join(model_dir(), f)) for f in _split_names(filenames))
+
+    @classmethod
+    def _download(cls, repo_id: str, filename: str, revision: str, folder: str, report, step: int,
+                  steps: int) -> str:
+        import huggingface_hub
+        from huggingface_hub import errors
+
+        transfer = _Transfer()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(huggingface_hub.hf_hub_download, repo_id=repo_id, filename=filename,
+                             revision=revision, local_dir=folder, tqdm_class=transfer.tqdm_class())
+        page = f"https://huggingface.co/{repo_id}/blob/{revision}/{filename}"
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.2)
+                except concurrent.futures.TimeoutError:
+                    report(step * HUB_PERMILLE + int(transfer.fraction() * HUB_PERMILLE), steps * HUB_PERMILLE)
+        except errors.LocalEntryNotFoundError as err:
+            raise node_error(cls.DISPLAY_NAME, "repo_id", f"cannot reach the Hugging Face Hub to get {filename!r} "
+                             f"({err.__cause__ or err})", f"check the connection and run again (an interrupted "
+                             f"download resumes), or download {page} by hand and put it in {folder}") from err
+        except errors.RepositoryNotFoundError as err:
+            raise node_error(cls.DISPLAY_NAME, "repo_id", f"repo {repo_id!r} not found, private or gated",
+                             "check the name, or log in with `hf auth login` (or set HF_TOKEN) for private and "
+                             f"gated repos; or copy the files into {folder}") from err
+        except errors.RevisionNotFoundError as err:
+            raise node_error(cls.DISPLAY_NAME, "revision", f"revision {revision!r} not found in {repo_id}",
+                             "use 'main' or an existing tag or commit hash") from err
+        except errors.EntryNotFoundError as err:
+            raise node_error(cls.DISPLAY_NAME, "filenames", f"{filename!r} is not in {repo_id} at {revision}",
+                             f"check the file list at https://huggingface.co/{repo_id}/tree/{revision}") from err
+        except (errors.HfHubHTTPError, errors.HFValidationError, OSError) as err:
+            raise node_error(cls.DISPLAY_NAME, "repo_id", f"downloading {filename!r} from {repo_id} failed: {err}",
+                             f"run again to resume, or download {page} by hand and put it in {folder}") from err
+        finally:
+            transfer.cancelled = True           # a cancelled run stops the transfer at its next chunk
+            pool.shutdown(wait=False)
+
+    @classmethod
+    def execute(cls, repo_id: str, filenames: str, revision: str) -> io.NodeOutput:
+        names, folder = _split_names(filenames), model_dir()
+        report = progress_callback(len(names) * HUB_PERMILLE)
+        paths = []
+        for step, filename in enumerate(names):
+            paths.append(cls._download(repo_id.strip(), filename, revision.strip(), folder, report, step, len(names)))
+            report((step + 1) * HUB_PERMILLE, len(names) * HUB_PERMILLE)
+        return io.NodeOutput("\n".join(paths), ui=ui.PreviewText(
+            f"{len(paths)} file(s) in {folder}:\n" + "\n".join(os.path.relpath(p, folder) for p in paths)))
+
+
+NODES = [MODADownloadWeights, MODALoadMODAModel, MODALoadFaCo, MODALoadRenderer, MODALoadAudioEncoder]

@@ -1,0 +1,122 @@
+"""Rendering: condition images + subject -> frames (the TPE renderer), and pasting frames back into the photo."""
+from __future__ import annotations
+
+import comfy.model_management
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import io
+
+from moda_core.pipeline import paste_into_source, reference_at, render_batch
+from moda_core.subject import Subject
+
+from .types import CATEGORY, MODA_RENDERER, MODA_SUBJECT, node_error
+from .util import expect, expect_images, expect_net, progress_callback
+
+PASTE_CHUNK = 16                         # frames pasted between progress updates / cancel checks
+
+
+def _fit(conditions: torch.Tensor, size: int) -> torch.Tensor:
+    """Condition images ``[B, H, W, 3]`` at the renderer's size (area-averaged, as the library draws them)."""
+    if conditions.shape[1] == size:
+        return conditions
+    resized = F.interpolate(conditions.permute(0, 3, 1, 2), size=(size, size), mode="area")
+    return resized.permute(0, 2, 3, 1)
+
+
+class MODARender(io.ComfyNode):
+    DISPLAY_NAME = "MODA Render"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_Render", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Renders the talking portrait: each condition image (face mesh + shoulders from MODA Pose "
+                        "Transform and Projection) with the subject's reference crop and the frame's temporal "
+                        "positional encoding (TPE) goes through the renderer. Output at the renderer's size "
+                        "(512x512 for the released ones).",
+            inputs=[
+                io.Image.Input("conditions", tooltip="Condition images [T, 512, 512, 3] from MODA Pose Transform "
+                                                     "and Projection (resized to the renderer's size if needed)."),
+                MODA_SUBJECT.Input("subject", tooltip="The person: its reference crop is the renderer's appearance "
+                                                      "input."),
+                MODA_RENDERER.Input("renderer", tooltip="The renderer from MODA Load Renderer (trained for this "
+                                                        "person)."),
+                io.Int.Input("start_frame", default=0, min=0, max=10_000_000, step=1,
+                             tooltip="TPE index of the first condition image. Keep 0, or the frame number where "
+                                     "this piece starts when a long clip is rendered in pieces."),
+                io.Int.Input("batch_size", default=8, min=1, max=256, step=1,
+                             tooltip="Frames rendered at once: more is faster on a large GPU, fewer needs less "
+                                     "memory. The result does not depend on it."),
+            ],
+            outputs=[io.Image.Output("images", display_name="images",
+                                     tooltip="The rendered frames [T, S, S, 3] in 0..1 (S = renderer size).")],
+        )
+
+    @classmethod
+    def execute(cls, conditions: torch.Tensor, subject: Subject, renderer, start_frame: int,
+                batch_size: int) -> io.NodeOutput:
+        name = cls.DISPLAY_NAME
+        conditions = expect_images(name, "conditions", conditions)
+        if conditions.shape[1] != conditions.shape[2]:
+            raise node_error(name, "conditions", f"images are {conditions.shape[2]}x{conditions.shape[1]}, the "
+                             "renderer needs square ones", "connect MODA Pose Transform and Projection's images")
+        expect(name, "subject", subject, Subject, "a Subject", "MODA_SUBJECT")
+        renderer = expect_net(name, "renderer", renderer, "renderer", "MODA Load Renderer")
+        size = renderer.module.config.image_size
+        reference = reference_at(subject, size)
+        count = conditions.shape[0]
+        report = progress_callback(count)
+        frames = []
+        with renderer.active() as net:
+            for start in range(0, count, batch_size):
+                batch = _fit(conditions[start:start + batch_size].to(torch.float32), size)
+                frames.append(render_batch(net, batch, reference, start_frame + start,
+                                           precision=renderer.precision))
+                report(start + batch.shape[0], count)
+        return io.NodeOutput(torch.cat(frames).to(comfy.model_management.intermediate_device()))
+
+
+class MODAPasteBack(io.ComfyNode):
+    DISPLAY_NAME = "MODA Paste Back"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_PasteBack", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Puts rendered frames back into the subject's source photo (or, for a video subject, its "
+                        "reference frame) at the original size: each square frame is warped to where the crop came "
+                        "from and blended in with a feathered edge.",
+            inputs=[
+                io.Image.Input("images", tooltip="Rendered frames [T, S, S, 3] from MODA Render."),
+                MODA_SUBJECT.Input("subject", tooltip="The subject the frames were rendered for; it must keep its "
+                                                      "source photo (MODA Subject from Image / from Video do)."),
+                io.Int.Input("feather", default=24, min=0, max=256, step=1,
+                             tooltip="Width in source-crop pixels (512 scale) of the soft edge between the render "
+                                     "and the photo."),
+            ],
+            outputs=[io.Image.Output("images", display_name="images",
+                                     tooltip="Frames at the source photo's size [T, H, W, 3] in 0..1.")],
+        )
+
+    @classmethod
+    def execute(cls, images: torch.Tensor, subject: Subject, feather: int) -> io.NodeOutput:
+        name = cls.DISPLAY_NAME
+        images = expect_images(name, "images", images)
+        if images.shape[1] != images.shape[2]:
+            raise node_error(name, "images", f"frames are {images.shape[2]}x{images.shape[1]}, not square",
+                             "connect MODA Render's images")
+        expect(name, "subject", subject, Subject, "a Subject", "MODA_SUBJECT")
+        if subject.source_image is None:
+            raise node_error(name, "subject", "it keeps no source photo", "build it with MODA Subject from Image "
+                             "or MODA Subject from Video (loaded sample subjects have none)")
+        count = images.shape[0]
+        report = progress_callback(count)
+        pasted = []
+        for start in range(0, count, PASTE_CHUNK):
+            chunk = images[start:start + PASTE_CHUNK].to("cpu", torch.float32)
+            pasted.append(paste_into_source(chunk, subject, feather))
+            report(start + chunk.shape[0], count)
+        return io.NodeOutput(torch.cat(pasted).to(comfy.model_management.intermediate_device()))
+
+
+NODES = [MODARender, MODAPasteBack]

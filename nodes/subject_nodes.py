@@ -1,0 +1,240 @@
+"""Subjects (MODA_SUBJECT): from a photo, from the frames of a talking video, saved and loaded as files.
+
+The MediaPipe model files (face_landmarker.task, selfie_segmenter.tflite) are read from models/moda.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import comfy.model_management
+import folder_paths
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+from moda_core import preprocess
+from moda_core.drawing import draw_condition_frame
+from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
+from moda_core.subject import SUBJECT_FORMAT, Subject, SubjectError
+
+from .repr_nodes import _inside
+from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
+from .util import expect, expect_images, log, progress_callback, require_mediapipe, safetensors_header
+
+OUTPUT_SUBFOLDER = "moda"               # MODA Save Subject writes here, as MODA Save Repr does
+SUBJECT_SUFFIX = ".safetensors"
+NAME_TOOLTIP = "A name stored in the subject (and in R made from it), shown by MODA Repr Info. May be empty."
+
+
+def subject_preview(subject: Subject) -> torch.Tensor:
+    """The subject's template face and shoulders at its mean pose, drawn over its reference crop: [1, 512, 512, 3]."""
+    pose = subject.mean_head_pose.double()
+    face = canonical_to_image(subject.template.double(), pose, CANONICALISATION_FACE_CENTER)
+    torso = canonical_to_image(subject.mean_torso.double(), pose, CANONICALISATION_FACE_CENTER)
+    canvas = subject.reference_image.numpy().copy()
+    drawn = draw_condition_frame(face[:, :2].numpy(), torso[:, :2].numpy(), canvas=canvas, style="antialiased")
+    image = torch.from_numpy(np.ascontiguousarray(drawn)).to(torch.float32).div_(255.0)[None]
+    return image.to(comfy.model_management.intermediate_device())
+
+
+def _log_warnings(display_name: str, warnings: list[str]) -> None:
+    for warning in warnings:
+        log.warning("%s: %s", display_name, warning)
+
+
+class MODASubjectFromImage(io.ComfyNode):
+    DISPLAY_NAME = "MODA Subject from Image"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_SubjectFromImage", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Builds the subject from a portrait photo: finds the face (MediaPipe, 478 points), crops "
+                        "the 512x512 reference, measures the head pose and shoulders, and keeps the photo so "
+                        "renders can be pasted back. Needs face_landmarker.task and selfie_segmenter.tflite in "
+                        "models/moda.",
+            inputs=[
+                io.Image.Input("image", tooltip="The portrait (first image of the batch): one clear face, frontal "
+                                                "or slightly turned, shoulders visible if possible."),
+                io.Int.Input("face_index", default=-1, min=-1, max=4, step=1,
+                             tooltip="Which face when there are several: -1 the largest, 0, 1, ... numbered left "
+                                     "to right."),
+                io.String.Input("name", default="", tooltip=NAME_TOOLTIP),
+            ],
+            outputs=[
+                MODA_SUBJECT.Output("subject", display_name="subject",
+                                    tooltip="The subject: reference crop, template face, mean pose and torso."),
+                io.Image.Output("preview", display_name="preview",
+                                tooltip="[1, 512, 512, 3]: the reference crop with the found face and shoulders."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, face_index: int, name: str) -> io.NodeOutput:
+        image = expect_images(cls.DISPLAY_NAME, "image", image)
+        if image.shape[0] > 1:
+            log.warning("%s: input 'image' holds %d images; using the first one", cls.DISPLAY_NAME, image.shape[0])
+        models_dir = require_mediapipe(cls.DISPLAY_NAME, "image")
+        try:
+            subject, found = preprocess.subject_from_photo(image[0], models_dir=models_dir, name=name,
+                                                           face_index=None if face_index < 0 else face_index)
+        except preprocess.PreprocessError as err:
+            raise node_error(cls.DISPLAY_NAME, "face_index" if "face_index" in str(err) else "image", str(err),
+                             "use another photo or face") from err
+        _log_warnings(cls.DISPLAY_NAME, found.warnings)
+        return io.NodeOutput(subject, subject_preview(subject))
+
+
+class MODASubjectFromVideo(io.ComfyNode):
+    DISPLAY_NAME = "MODA Subject from Video"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_SubjectFromVideo", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Builds the subject from the frames of a talking video (e.g. Load Video -> Get Video "
+                        "Components) and measures its motion as R, the ground truth. One crop box serves the whole "
+                        "clip; frames without a face are filled in. The subject keeps its reference frame for "
+                        "paste-back. Needs the MediaPipe files in models/moda.",
+            inputs=[
+                io.Image.Input("images", tooltip="The video frames [T, H, W, 3]; one person, face visible in at "
+                                                 "least half of them."),
+                io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=1.0,
+                               tooltip="Frame rate of the frames; R gets the same rate. Connect Get Video "
+                                       "Components' fps."),
+                io.String.Input("name", default="", tooltip=NAME_TOOLTIP),
+            ],
+            outputs=[
+                MODA_SUBJECT.Output("subject", display_name="subject",
+                                    tooltip="The subject: mean face and pose of the clip, reference crop."),
+                MODA_REPR.Output("repr", display_name="repr",
+                                 tooltip="The clip's own motion (absolute values, one sample, with the face track) "
+                                         "at fps."),
+                io.Image.Output("preview", display_name="preview",
+                                tooltip="[1, 512, 512, 3]: the reference crop with the mean face and shoulders."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images: torch.Tensor, fps: float, name: str) -> io.NodeOutput:
+        images = expect_images(cls.DISPLAY_NAME, "images", images)
+        models_dir = require_mediapipe(cls.DISPLAY_NAME, "images")
+        count = images.shape[0]
+        report = progress_callback(2 * count)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            report(done + (total if stage == "crop+torso" else 0), 2 * total)
+
+        try:
+            subject, r, found = preprocess.subject_from_frames(images, fps, models_dir=models_dir, name=name,
+                                                               progress=progress)
+        except preprocess.PreprocessError as err:
+            raise node_error(cls.DISPLAY_NAME, "fps" if "fps" in str(err) else "images", str(err),
+                             "use frames where one face stays visible") from err
+        _log_warnings(cls.DISPLAY_NAME, found.warnings)
+        return io.NodeOutput(subject, r, subject_preview(subject))
+
+
+# ---------------------------------------------------------------- files
+def _is_subject_file(path: str) -> bool:
+    return (safetensors_header(path).get("__metadata__") or {}).get("format") == SUBJECT_FORMAT
+
+
+def _subject_files(root: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [os.path.relpath(os.path.join(dirpath, n), root).replace(os.sep, "/") for n in filenames
+                  if n.endswith(SUBJECT_SUFFIX) and _is_subject_file(os.path.join(dirpath, n))]
+    return sorted(found)
+
+
+def list_subject_files() -> list[str]:
+    """Subject files in the input folder (any depth), then MODA Save Subject results as ``moda/... [output]``."""
+    output = os.path.join(folder_paths.get_output_directory(), OUTPUT_SUBFOLDER)
+    return (_subject_files(folder_paths.get_input_directory())
+            + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _subject_files(output)])
+
+
+class MODASaveSubject(io.ComfyNode):
+    DISPLAY_NAME = "MODA Save Subject"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_SaveSubject", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Saves the subject (reference crop, template, mean pose and torso, source photo) to "
+                        "output/moda/<prefix>_00001_.safetensors, to reuse it with MODA Load Subject without "
+                        "preprocessing the photo or video again.",
+            inputs=[
+                MODA_SUBJECT.Input("subject", tooltip="The subject to save."),
+                io.String.Input("filename_prefix", default="subject",
+                                tooltip="File name start, inside output/moda/. May contain sub-folders; a counter "
+                                        "_00001_ is added."),
+            ],
+            outputs=[io.String.Output("path", display_name="path", tooltip="Full path of the file written.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, subject: Subject, filename_prefix: str) -> io.NodeOutput:
+        expect(cls.DISPLAY_NAME, "subject", subject, Subject, "a Subject", "MODA_SUBJECT")
+        prefix = filename_prefix.strip().replace("\\", "/")
+        if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
+            raise node_error(cls.DISPLAY_NAME, "filename_prefix", f"{filename_prefix!r} is empty or leaves the "
+                             "output folder", "use a relative name such as 'subject' or 'cathy/subject'")
+        output_dir = folder_paths.get_output_directory()
+        folder, name, counter, _, _ = folder_paths.get_save_image_path(f"{OUTPUT_SUBFOLDER}/{prefix}", output_dir)
+        path = str(subject.save(os.path.join(folder, f"{name}_{counter:05}_{SUBJECT_SUFFIX}")))
+        return io.NodeOutput(path, ui=ui.PreviewText(f"saved {os.path.relpath(path, output_dir)}"))
+
+
+class MODALoadSubject(io.ComfyNode):
+    DISPLAY_NAME = "MODA Load Subject"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadSubject", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Loads a subject file written by MODA Save Subject or the moda CLI (subject.safetensors of "
+                        "a prepared sample). Lists subject files in the input folder and in output/moda/.",
+            inputs=[io.Combo.Input("subject_file", options=list_subject_files(),
+                                   tooltip="A subject file from the input folder, or 'moda/... [output]' for one "
+                                           "saved by MODA Save Subject.")],
+            outputs=[
+                MODA_SUBJECT.Output("subject", display_name="subject", tooltip="The subject from the file."),
+                io.Image.Output("preview", display_name="preview",
+                                tooltip="[1, 512, 512, 3]: the reference crop with the mean face and shoulders."),
+            ],
+        )
+
+    @classmethod
+    def _path(cls, subject_file: str) -> str:
+        path = folder_paths.get_annotated_filepath(subject_file)
+        if not any(_inside(path, root) for root in (folder_paths.get_input_directory(),
+                                                     folder_paths.get_output_directory())):
+            raise node_error(cls.DISPLAY_NAME, "subject_file", f"{subject_file!r} points outside the input and "
+                             "output folders", "pick a file from the list")
+        return path
+
+    @classmethod
+    def execute(cls, subject_file: str) -> io.NodeOutput:
+        try:
+            subject = Subject.load(cls._path(subject_file))
+        except SubjectError as err:
+            raise node_error(cls.DISPLAY_NAME, "subject_file", f"cannot load {subject_file!r}: {err}",
+                             "pick another file or save it again with MODA Save Subject") from err
+        return io.NodeOutput(subject, subject_preview(subject))
+
+    @classmethod
+    def fingerprint_inputs(cls, subject_file: str):
+        """Re-run when the file's bytes change (sha256, as core LoadAudio does)."""
+        try:
+            with open(cls._path(subject_file), "rb") as handle:
+                return hashlib.sha256(handle.read()).hexdigest()
+        except (OSError, ValueError):
+            return float("nan")
+
+
+NODES = [MODASubjectFromImage, MODASubjectFromVideo, MODASaveSubject, MODALoadSubject]

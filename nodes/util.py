@@ -1,0 +1,223 @@
+"""Shared helpers of the model and pipeline nodes: the ``models/moda`` folder, loaded networks (cache, device,
+precision), progress with cancel, and ComfyUI AUDIO -> 16 kHz mono."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+import numpy as np
+import torch
+
+from moda_core.models.audio_encoder import SAMPLE_RATE
+from moda_core.preprocess import FACE_LANDMARKER, MODEL_URLS, SELFIE_SEGMENTER, PreprocessError, resample_audio
+
+from .types import node_error
+
+MODEL_FOLDER = "moda"                        # folder_paths key: <ComfyUI>/models/moda (+ extra_model_paths.yaml)
+WEIGHT_SUFFIXES = {".safetensors"}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+_HEADER_LIMIT = 64 * 1024 * 1024
+log = logging.getLogger("comfyui-moda")
+
+
+# ---------------------------------------------------------------- models/moda
+def register_model_folder() -> None:
+    """Register ``models/moda``, listing ``.safetensors`` only; safe to call again. Folders given for ``moda`` in
+    extra_model_paths.yaml stay first, so downloads go to the user's choice."""
+    folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
+    paths, _ = folder_paths.folder_names_and_paths[MODEL_FOLDER]
+    folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, WEIGHT_SUFFIXES)
+
+
+def model_dir() -> str:
+    """The folder downloads go to and missing files are expected in: the first ``moda`` model folder."""
+    register_model_folder()
+    return folder_paths.get_folder_paths(MODEL_FOLDER)[0]
+
+
+def weight_files() -> list[str]:
+    register_model_folder()
+    return folder_paths.get_filename_list(MODEL_FOLDER)
+
+
+def find_weight(name: str) -> str | None:
+    """Full path of ``name`` in the moda model folders (any extension), or None."""
+    register_model_folder()
+    return folder_paths.get_full_path(MODEL_FOLDER, name)
+
+
+def weight_path(display_name: str, input_name: str, name: str) -> str:
+    path = find_weight(name)
+    if path is None:
+        raise node_error(display_name, input_name, f"weight file {name!r} not found in {model_dir()}",
+                         "put it there (or download it with MODA Download Weights) and refresh the node list")
+    return path
+
+
+def mediapipe_dir() -> str:
+    """The ``moda`` folder holding ``face_landmarker.task`` (else the default one, which errors then name)."""
+    found = find_weight(FACE_LANDMARKER)
+    return os.path.dirname(found) if found else model_dir()
+
+
+def safetensors_header(path: str) -> dict:
+    """The JSON header of a .safetensors file, read without the tensors ({} when unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            return json.loads(handle.read(size)) if size < _HEADER_LIMIT else {}
+    except (OSError, ValueError, struct.error):
+        return {}
+
+
+def file_stamp(path: str) -> tuple[int, int]:
+    """(mtime in ns, size): what the model cache and the loaders' fingerprints compare."""
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+# ---------------------------------------------------------------- loaded networks
+@dataclass(frozen=True)
+class LoadedNet:
+    """A network as the loader nodes hand it on: parked on ``offload_device``, run on ``device`` in ``dtype``.
+
+    Shared through the model cache and ComfyUI's output cache, so nodes never change it; :meth:`active` moves it
+    to the compute device for one run and back.
+    """
+
+    module: torch.nn.Module
+    kind: str
+    path: str
+    device: torch.device
+    offload_device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def precision(self) -> str:
+        return _NAMES[self.dtype]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[torch.nn.Module]:
+        """The module on the compute device, under autocast when its weights are half precision."""
+        self.module.to(self.device)
+        autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
+                    else contextlib.nullcontext())
+        try:
+            with autocast:
+                yield self.module
+        finally:
+            if self.device != self.offload_device:
+                self.module.to(self.offload_device)
+                comfy.model_management.soft_empty_cache()
+
+
+_CACHE: dict[tuple, LoadedNet] = {}
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 where ComfyUI says the device runs it well, else fp16 where it does, else fp32."""
+    if precision != "auto":
+        return _DTYPES[precision]
+    if comfy.model_management.should_use_bf16(device):
+        return torch.bfloat16
+    if comfy.model_management.should_use_fp16(device):
+        return torch.float16
+    return torch.float32
+
+
+def load_net(path: str, kind: str, precision: str, load: Callable[[str, torch.device, torch.dtype],
+                                                                    torch.nn.Module]) -> LoadedNet:
+    """``load(path, device, dtype)`` once per (file, mtime, size, devices, dtype); later calls reuse the network.
+
+    An older entry for the same file and kind (a replaced file or another precision) is dropped.
+    """
+    device = comfy.model_management.get_torch_device()
+    offload = comfy.model_management.unet_offload_device()
+    dtype = resolve_precision(precision, device)
+    real = os.path.realpath(path)
+    key = (real, kind, file_stamp(real), str(device), str(offload), str(dtype))
+    if key not in _CACHE:
+        for old in [k for k in _CACHE if k[:2] == key[:2]]:
+            del _CACHE[old]
+        _CACHE[key] = LoadedNet(load(real, offload, dtype).eval(), kind, real, device, offload, dtype)
+    return _CACHE[key]
+
+
+# ---------------------------------------------------------------- progress, audio
+def progress_callback(total: int) -> Callable[..., None]:
+    """``report(done, total)`` (extra leading arguments, e.g. a stage name, are ignored): updates a ProgressBar
+    and stops the run when the user cancelled."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def report(*args) -> None:
+        done, count = args[-2:]
+        bar.update_absolute(done, count)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    return report
+
+
+def audio_to_16k(display_name: str, input_name: str, audio) -> np.ndarray:
+    """ComfyUI AUDIO ``{"waveform": [B, C, T], "sample_rate"}`` -> float32 mono ``[N]`` at 16 kHz (item 0)."""
+    waveform = audio.get("waveform") if isinstance(audio, dict) else None
+    rate = audio.get("sample_rate") if isinstance(audio, dict) else None
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim != 3 or not isinstance(rate, int):
+        raise node_error(display_name, input_name, "expected AUDIO {'waveform': [batch, channels, samples], "
+                         "'sample_rate': int}", "connect a Load Audio (or another AUDIO) output")
+    if waveform.shape[0] > 1:
+        log.warning("%s: input '%s' holds %d clips; using the first one", display_name, input_name,
+                    waveform.shape[0])
+    try:
+        wave = resample_audio(waveform[0], rate, SAMPLE_RATE)
+    except PreprocessError as err:
+        raise node_error(display_name, input_name, f"cannot use this audio: {err}",
+                         "connect a clip with at least one sample") from err
+    if not np.isfinite(wave).all():
+        raise node_error(display_name, input_name, "the waveform contains NaN or infinite values",
+                         "check the node that made the audio")
+    return wave
+
+
+# ---------------------------------------------------------------- input checks
+def expect(display_name: str, input_name: str, value, kind: type, what: str, socket: str):
+    """``value`` if it is a ``kind``, else the pack's error naming the node, the input and the socket to connect."""
+    if not isinstance(value, kind):
+        raise node_error(display_name, input_name, f"expected {what}, got {type(value).__name__}",
+                         f"connect a {socket} output")
+    return value
+
+
+def expect_net(display_name: str, input_name: str, value, kind: str, socket: str) -> LoadedNet:
+    if not isinstance(value, LoadedNet) or value.kind != kind:
+        got = value.kind if isinstance(value, LoadedNet) else type(value).__name__
+        raise node_error(display_name, input_name, f"expected a loaded {kind} network, got {got}",
+                         f"connect a {socket} output")
+    return value
+
+
+def expect_images(display_name: str, input_name: str, images) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] == 0:
+        shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise node_error(display_name, input_name, f"expected IMAGE [batch, height, width, 3], got {shape}",
+                         "connect an IMAGE output with at least one RGB image")
+    return images
+
+
+def require_mediapipe(display_name: str, input_name: str) -> str:
+    """The folder holding both MediaPipe model files, or an error naming the missing file and where it goes."""
+    folder = mediapipe_dir()
+    for name in (FACE_LANDMARKER, SELFIE_SEGMENTER):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise node_error(display_name, input_name, f"MediaPipe model file {name} is missing from {folder}",
+                             f"copy it there from the pack's samples/models/ (or download {MODEL_URLS[name]})")
+    return folder

@@ -1,0 +1,332 @@
+"""Weights nodes: the models/moda folder, the four loaders (kinds, cache, precision, devices) and the Hub download
+node with a stand-in ``hf_hub_download`` (nothing is downloaded); plus the exact sockets of every pipeline node."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from comfy_harness import *  # noqa: F401,F403  (fixtures)
+from comfy_harness import ValidationFailed, fingerprint, object_info, run_node
+from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, moda_dir)
+from safetensors.torch import save_file
+
+from moda_core.checkpoints import load_model
+
+LOADERS = {"MODA_LoadMODAModel": ("moda", "MODA_MODEL"), "MODA_LoadFaCo": ("faco", "MODA_FACO"),
+           "MODA_LoadRenderer": ("renderer", "MODA_RENDERER"),
+           "MODA_LoadAudioEncoder": ("audio_encoder", "MODA_AUDIO_ENCODER")}
+
+
+def util_module(moda_pack):
+    return sys.modules[f"{moda_pack.__name__}.nodes.util"]
+
+
+def sockets(info: dict) -> tuple:
+    return ([(n, t) for n, (t, _) in info["input"]["required"].items()],
+            [(n, t) for n, (t, _) in info["input"].get("optional", {}).items()], info["output"])
+
+
+def options(node, name: str) -> list:
+    return object_info(node)["input"]["required"][name][1]["options"]
+
+
+# ---------------------------------------------------------------- schemas
+def test_pipeline_node_sockets(moda_nodes):
+    """The sockets saved workflows depend on."""
+    infos = {node_id: object_info(cls) for node_id, cls in moda_nodes.items()}
+    for node_id, (_, out) in LOADERS.items():
+        assert sockets(infos[node_id]) == ([("weights", "COMBO"), ("precision", "COMBO")], [], [out])
+        precision = infos[node_id]["input"]["required"]["precision"][1]
+        assert precision["options"] == ["auto", "fp32", "bf16", "fp16"] and precision["default"] == "auto"
+    assert sockets(infos["MODA_DownloadWeights"]) == (
+        [("repo_id", "STRING"), ("filenames", "STRING"), ("revision", "STRING")], [], ["STRING"])
+    assert infos["MODA_DownloadWeights"]["output_node"]
+    assert infos["MODA_DownloadWeights"]["input"]["required"]["filenames"][1]["default"] == (
+        "moda.safetensors\nfaco.safetensors\nrenderer.safetensors")
+    assert sockets(infos["MODA_SubjectFromImage"]) == (
+        [("image", "IMAGE"), ("face_index", "INT"), ("name", "STRING")], [], ["MODA_SUBJECT", "IMAGE"])
+    assert sockets(infos["MODA_SubjectFromVideo"]) == (
+        [("images", "IMAGE"), ("fps", "FLOAT"), ("name", "STRING")], [], ["MODA_SUBJECT", "MODA_REPR", "IMAGE"])
+    assert sockets(infos["MODA_AudioToMotion"]) == (
+        [("audio", "AUDIO"), ("subject", "MODA_SUBJECT"), ("model", "MODA_MODEL"), ("seed", "INT"),
+         ("samples", "INT"), ("fps", "FLOAT"), ("smoothing", "BOOLEAN"), ("window_blend", "COMBO")],
+        [("audio_encoder", "MODA_AUDIO_ENCODER")], ["MODA_REPR"])
+    seed = infos["MODA_AudioToMotion"]["input"]["required"]["seed"][1]
+    assert seed["control_after_generate"] is True and seed["default"] == 0
+    assert infos["MODA_AudioToMotion"]["input"]["required"]["fps"][1]["default"] == 30.0
+    assert sockets(infos["MODA_ComposeFace"]) == (
+        [("repr", "MODA_REPR"), ("subject", "MODA_SUBJECT"), ("faco", "MODA_FACO"), ("smoothing", "BOOLEAN")], [],
+        ["MODA_REPR"])
+    assert sockets(infos["MODA_Render"]) == (
+        [("conditions", "IMAGE"), ("subject", "MODA_SUBJECT"), ("renderer", "MODA_RENDERER"), ("start_frame", "INT"),
+         ("batch_size", "INT")], [], ["IMAGE"])
+    assert sockets(infos["MODA_PasteBack"]) == (
+        [("images", "IMAGE"), ("subject", "MODA_SUBJECT"), ("feather", "INT")], [], ["IMAGE"])
+    assert sockets(infos["MODA_SaveSubject"]) == (
+        [("subject", "MODA_SUBJECT"), ("filename_prefix", "STRING")], [], ["STRING"])
+    assert sockets(infos["MODA_LoadSubject"]) == ([("subject_file", "COMBO")], [], ["MODA_SUBJECT", "IMAGE"])
+
+
+def test_model_folder_registered_with_safetensors_only(moda_nodes, moda_dir, comfy_doubles):
+    fp = comfy_doubles.folder_paths
+    assert options(moda_nodes["MODA_LoadMODAModel"], "weights") == ["moda.safetensors"]
+    assert fp.get_folder_paths("moda")[0] == str(moda_dir)
+    assert fp.get_filename_list("moda") == ["faco.safetensors", "moda.safetensors", "renderer.safetensors"]
+    assert options(moda_nodes["MODA_LoadFaCo"], "weights") == ["faco.safetensors"]
+    info = object_info(moda_nodes["MODA_LoadRenderer"])["input"]["required"]["weights"][1]
+    assert info["options"] == ["renderer.safetensors"] and info["default"] == "renderer.safetensors"
+
+
+# ---------------------------------------------------------------- loaders
+@pytest.mark.parametrize("node_id", LOADERS)
+def test_loader_returns_cached_net(moda_nodes, moda_dir, node_id):
+    kind = LOADERS[node_id][0]
+    weights = "moda.safetensors" if kind in ("moda", "audio_encoder") else f"{kind}.safetensors"
+    net = run_node(moda_nodes[node_id], weights=weights, precision="auto").args[0]
+    assert net.kind == kind and net.dtype == torch.float32 and net.precision == "fp32"
+    assert net.device.type == net.offload_device.type == "cpu" and not net.module.training
+    assert net.path == os.path.realpath(moda_dir / weights)
+    assert run_node(moda_nodes[node_id], weights=weights, precision="auto").args[0] is net
+
+
+def test_loader_cache_follows_file_and_precision(moda_nodes, moda_dir, tiny_weights, moda_pack):
+    node = moda_nodes["MODA_LoadFaCo"]
+    first = run_node(node, weights="faco.safetensors", precision="fp32").args[0]
+    stamp = fingerprint(node, weights="faco.safetensors", precision="fp32")
+    half = run_node(node, weights="faco.safetensors", precision="bf16").args[0]
+    assert half.dtype == torch.bfloat16 and next(half.module.parameters()).dtype == torch.bfloat16
+    assert run_node(node, weights="faco.safetensors", precision="fp32").args[0] is not first, \
+        "another precision replaced the cache entry"
+    (moda_dir / "faco.safetensors").unlink()
+    (moda_dir / "faco.safetensors").write_bytes((tiny_weights / "faco.safetensors").read_bytes())
+    os.utime(moda_dir / "faco.safetensors", ns=(1, 1))
+    assert fingerprint(node, weights="faco.safetensors", precision="fp32") != stamp
+    again = run_node(node, weights="faco.safetensors", precision="fp32").args[0]
+    assert again is run_node(node, weights="faco.safetensors", precision="fp32").args[0]
+    cache = util_module(moda_pack)._CACHE
+    assert sum(1 for key in cache if key[0] == again.path) == 1, "older entries of a file are dropped"
+
+
+def test_auto_precision_asks_comfyui(moda_pack, comfy_doubles, monkeypatch):
+    util, mm = util_module(moda_pack), comfy_doubles.model_management
+    cpu = torch.device("cpu")
+    assert util.resolve_precision("auto", cpu) == torch.float32
+    monkeypatch.setattr(mm, "should_use_fp16", lambda device=None, **_: True)
+    assert util.resolve_precision("auto", cpu) == torch.float16
+    monkeypatch.setattr(mm, "should_use_bf16", lambda device=None, **_: True)
+    assert util.resolve_precision("auto", cpu) == torch.bfloat16
+    assert util.resolve_precision("fp32", cpu) == torch.float32
+
+
+def test_loaded_net_moves_to_the_compute_device_and_back(moda_pack, comfy_doubles, monkeypatch):
+    util, moves, emptied = util_module(moda_pack), [], []
+
+    class Recorder(torch.nn.Linear):
+        def to(self, *args, **kwargs):
+            moves.append(args[0])
+            return self
+
+    monkeypatch.setattr(comfy_doubles.model_management, "soft_empty_cache", lambda force=False: emptied.append(1))
+    module = Recorder(2, 2)
+    net = util.LoadedNet(module, "x", "/x", torch.device("xpu"), torch.device("cpu"), torch.float32)
+    with net.active() as active:
+        assert active is module and moves == [torch.device("xpu")]
+    assert moves == [torch.device("xpu"), torch.device("cpu")] and emptied == [1]
+    on_cpu = util.LoadedNet(torch.nn.Linear(2, 2), "x", "/x", torch.device("cpu"), torch.device("cpu"),
+                            torch.bfloat16)
+    with on_cpu.active():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu") and emptied == [1]
+
+
+def test_loader_errors(moda_nodes, moda_dir, comfy_dirs):
+    node = moda_nodes["MODA_LoadRenderer"]
+    folder = comfy_dirs.models / "moda"
+    with pytest.raises(ValueError, match=f"^MODA Load Renderer: input 'weights': weight file 'gone.safetensors' not "
+                                         f"found in {folder}, put it there"):
+        run_node(node, weights="gone.safetensors", precision="auto")
+    with pytest.raises(ValueError, match=r"^MODA Load Renderer: input 'weights': cannot load 'faco.safetensors': .*"
+                                         "holds a faco network, expected renderer"):
+        run_node(node, weights="faco.safetensors", precision="auto")
+    with pytest.raises(ValueError, match="input 'precision': unknown option 'fp8'"):
+        run_node(node, weights="renderer.safetensors", precision="fp8")
+    assert fingerprint(node, weights="gone.safetensors", precision="auto") != \
+        fingerprint(node, weights="gone.safetensors", precision="auto"), "missing file: NaN, always re-run"
+
+
+def test_audio_encoder_from_hugging_face_file(moda_nodes, moda_dir, tiny_weights):
+    """A Wav2Vec2ForCTC-style file (``wav2vec2.`` prefix, lm_head, no masked_spec_embed) with its config.json."""
+    moda = load_model(tiny_weights / "moda.safetensors")
+    state = {f"wav2vec2.{k}": v.clone() for k, v in moda.audio_encoder.state_dict().items()
+             if k != "masked_spec_embed"}
+    state["lm_head.weight"] = torch.zeros(4, 32)
+    hf = moda_dir / "wav2vec2"
+    hf.mkdir()
+    save_file(state, hf / "model.safetensors")
+    (hf / "config.json").write_text(json.dumps({**moda.config.audio_encoder.to_dict(), "vocab_size": 4,
+                                                "architectures": ["Wav2Vec2ForCTC"]}))
+    node = moda_nodes["MODA_LoadAudioEncoder"]
+    assert options(node, "weights") == ["moda.safetensors", "wav2vec2/model.safetensors"]
+    encoder = run_node(node, weights="wav2vec2/model.safetensors", precision="auto").args[0]
+    for key, value in moda.audio_encoder.state_dict().items():
+        if key != "masked_spec_embed":
+            assert torch.equal(encoder.module.state_dict()[key], value), key
+    other = moda_dir / "wav2vec2-large"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes((hf / "model.safetensors").read_bytes())
+    (other / "config.json").write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 2}))
+    with pytest.raises(ValueError, match=r"input 'weights': cannot load 'wav2vec2-large/model.safetensors': .*does "
+                                         "not fit the wav2vec2 architecture of config.json"):
+        run_node(node, weights="wav2vec2-large/model.safetensors", precision="fp32")
+
+
+# ---------------------------------------------------------------- Hub download (hf_hub_download stood in)
+class FakeHub:
+    """Stands in for ``huggingface_hub.hf_hub_download``: writes the file into ``local_dir`` in two halves through
+    the given ``tqdm_class``; ``gate`` (when set) holds the second half until the test opens it."""
+
+    def __init__(self, size: int = 1000, error: Exception | None = None):
+        self.calls, self.size, self.error = [], size, error
+        self.gate: threading.Event | None = None
+        self.stopped = threading.Event()
+
+    def __call__(self, repo_id, filename, *, revision, local_dir, tqdm_class, **_):
+        self.calls.append({"repo_id": repo_id, "filename": filename, "revision": revision, "local_dir": local_dir})
+        if self.error is not None:
+            raise self.error
+        bar = tqdm_class(total=self.size, initial=0, desc=filename, unit="B", disable=True)
+        try:
+            bar.update(self.size // 2)
+            if self.gate is not None:
+                self.gate.wait(5)
+            bar.update(self.size - self.size // 2)
+        except InterruptedError:
+            self.stopped.set()
+            raise
+        path = os.path.join(local_dir, filename)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"x" * self.size)
+        return path
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub
+
+    fake = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
+    return fake
+
+
+DOWNLOAD = {"repo_id": "someone/moda-weights", "filenames": "moda.safetensors\nrenderer/cathy.safetensors",
+            "revision": "main"}
+
+
+def test_download_writes_files_with_progress(moda_nodes, comfy_dirs, hub, progress_events):
+    hub.gate = threading.Event()
+
+    def open_gate_when_half_shown():
+        deadline = time.monotonic() + 5
+        while not any(value == 500 for value, _, _ in progress_events) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        hub.gate.set()
+
+    opener = threading.Thread(target=open_gate_when_half_shown)
+    opener.start()
+    out = run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
+    opener.join()
+    folder = comfy_dirs.models / "moda"
+    assert out.args[0].splitlines() == [str(folder / "moda.safetensors"), str(folder / "renderer/cathy.safetensors")]
+    assert (folder / "renderer" / "cathy.safetensors").stat().st_size == 1000
+    assert [c["local_dir"] for c in hub.calls] == [str(folder)] * 2
+    assert [(c["repo_id"], c["filename"], c["revision"]) for c in hub.calls] == [
+        ("someone/moda-weights", "moda.safetensors", "main"), ("someone/moda-weights", "renderer/cathy.safetensors",
+                                                               "main")]
+    values = [(v, t) for v, t, _ in progress_events]
+    assert (500, 2000) in values, "the half-downloaded first file was shown"
+    assert values[-1] == (2000, 2000) and (1000, 2000) in values
+    assert out.ui.as_dict()["text"][0] == f"2 file(s) in {folder}:\nmoda.safetensors\nrenderer/cathy.safetensors"
+    assert fingerprint(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD) == (True, True)
+
+
+def test_download_offline_names_the_local_folder(moda_nodes, comfy_dirs, hub):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    hub.error = LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+    folder = comfy_dirs.models / "moda"
+    with pytest.raises(ValueError) as raised:
+        run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
+    message = str(raised.value)
+    assert message.startswith("MODA Download Weights: input 'repo_id': cannot reach the Hugging Face Hub to get "
+                              "'moda.safetensors'")
+    assert message.endswith(f"download https://huggingface.co/someone/moda-weights/blob/main/moda.safetensors by "
+                            f"hand and put it in {folder}")
+
+
+@pytest.mark.parametrize("error,message", [
+    ("repo", "input 'repo_id': repo 'someone/moda-weights' not found, private or gated"),
+    ("revision", "input 'revision': revision 'main' not found in someone/moda-weights"),
+    ("entry", "input 'filenames': 'moda.safetensors' is not in someone/moda-weights at main"),
+])
+def test_download_hub_errors(moda_nodes, comfy_dirs, hub, error, message):
+    from huggingface_hub import errors
+
+    kind = {"repo": errors.RepositoryNotFoundError, "revision": errors.RevisionNotFoundError,
+            "entry": errors.RemoteEntryNotFoundError}[error]
+    hub.error = kind.__new__(kind)               # without the HTTP response their constructors want
+    Exception.__init__(hub.error, "404 Client Error")
+    with pytest.raises(ValueError, match="^MODA Download Weights: " + message):
+        run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"repo_id": " "}, "input 'repo_id': ' ' is not a repo id"),
+    ({"filenames": "\n ,"}, "input 'filenames': no file named"),
+    ({"filenames": "../escape.safetensors"}, "input 'filenames': '../escape.safetensors' leaves models/moda"),
+    ({"filenames": "/abs.safetensors"}, "input 'filenames': '/abs.safetensors' leaves models/moda"),
+    ({"revision": ""}, "input 'revision': empty"),
+])
+def test_download_validation(moda_nodes, comfy_dirs, hub, change, message):
+    with pytest.raises(ValidationFailed, match="^MODA Download Weights: " + message.replace("(", r"\(")):
+        run_node(moda_nodes["MODA_DownloadWeights"], **{**DOWNLOAD, **change})
+    assert hub.calls == []
+
+
+def test_download_cancel_stops_the_transfer(moda_nodes, comfy_dirs, comfy_doubles, hub, progress_events):
+    mm = comfy_doubles.model_management
+    hub.gate = threading.Event()
+    mm.interrupt_current_processing(True)
+    with pytest.raises(mm.InterruptProcessingException):
+        run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
+    hub.gate.set()
+    assert hub.stopped.wait(5), "the download thread stopped at its next chunk"
+    assert not (comfy_dirs.models / "moda" / "moda.safetensors").exists()
+    assert len(hub.calls) == 1
+
+
+# ---------------------------------------------------------------- doubles vs a real ComfyUI
+@pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout to compare")
+def test_precision_doubles_match_real_comfyui_signatures():
+    import inspect
+    import subprocess
+
+    code = ("import inspect, json, sys\nsys.argv = sys.argv[:1]\n{setup}import comfy.model_management as mm\n"
+            "print(json.dumps({{f: [p.name for p in inspect.signature(getattr(mm, f)).parameters.values()] "
+            "for f in ('should_use_fp16', 'should_use_bf16', 'get_torch_device', 'unet_offload_device')}}))")
+    real = subprocess.run([sys.executable, "-c", code.format(setup="from comfy.cli_args import args\nargs.cpu = "
+                                                                   "True\n")],
+                          env={**os.environ, "PYTHONPATH": os.environ["COMFYUI_DIR"]}, capture_output=True,
+                          text=True, timeout=300, cwd="/")
+    assert real.returncode == 0, real.stderr[-2000:]
+    from comfy_harness import _import_doubles
+
+    mm = _import_doubles().model_management
+    ours = {f: [p.name for p in inspect.signature(getattr(mm, f)).parameters.values()]
+            for f in ("should_use_fp16", "should_use_bf16", "get_torch_device", "unet_offload_device")}
+    assert json.loads(real.stdout.splitlines()[-1]) == ours
