@@ -312,3 +312,51 @@ def convert_authors_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | 
     model = build_model(kind, config)
     _load_strict(model, state_dict, src, kind)
     return save_model(model, dst, kind=kind)
+
+
+# ------------------------------------------------------------------------------------ wav2vec2 encoders
+
+_HF_SKIPPED_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")
+
+
+def _file_kind(path: str) -> str | None:
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return (handle.metadata() or {}).get("kind")
+    except (SafetensorError, OSError):
+        return None
+
+
+def load_audio_encoder(path: str | os.PathLike, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The wav2vec2 inside a MODA file, or a Hugging Face wav2vec2 ``.safetensors`` (config.json beside it, else
+    the wav2vec2-base-960h architecture MODA uses)."""
+    from moda_core.models.audio_encoder import AudioEncoder, AudioEncoderConfig, remap_legacy_weight_norm
+
+    path = str(path)
+    if path.endswith(".safetensors") and _file_kind(path) == "moda":
+        encoder = load_model(path, kind="moda", device=device, dtype=dtype).audio_encoder
+        if encoder is None:
+            raise ValueError(f"{os.path.basename(path)} is a MODA file built without an audio encoder")
+        return encoder
+    from safetensors.torch import load_file
+
+    config_file = os.path.join(os.path.dirname(path), "config.json")
+    fields = set(AudioEncoderConfig.__dataclass_fields__)
+    config = AudioEncoderConfig()
+    if os.path.isfile(config_file):
+        with open(config_file) as handle:
+            config = AudioEncoderConfig(**{k: v for k, v in json.load(handle).items() if k in fields})
+    state = {key.removeprefix("wav2vec2."): value for key, value in load_file(path).items()
+             if not key.startswith(_HF_SKIPPED_PREFIXES)}
+    encoder = AudioEncoder(config)
+    state = remap_legacy_weight_norm(state)
+    state.setdefault("masked_spec_embed", encoder.masked_spec_embed.detach())       # training-only, often left out
+    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
+    differ = sorted(set(expected) ^ set(state) | {k for k in expected if k in state and expected[k] != state[k].shape})
+    if differ:
+        raise ValueError(f"{os.path.basename(path)} does not fit the wav2vec2 architecture of "
+                         f"{'config.json' if os.path.isfile(config_file) else 'wav2vec2-base-960h'} "
+                         f"({len(differ)} keys missing, extra or of another shape, e.g. {differ[:3]})")
+    encoder.load_state_dict(state)
+    return encoder.to(device=device, dtype=dtype)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
-import json
 import os
 import re
 
@@ -17,8 +16,7 @@ import torch
 from comfy_api.latest import io, ui
 from safetensors import SafetensorError
 
-from moda_core.checkpoints import load_model
-from moda_core.models.audio_encoder import AudioEncoder, AudioEncoderConfig, remap_legacy_weight_norm
+from moda_core.checkpoints import load_audio_encoder, load_model
 from moda_core.pipeline import WEIGHT_FILES
 
 from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_RENDERER, node_error
@@ -41,7 +39,6 @@ PRECISION_TOOLTIP = ("Weights and compute precision. auto: bf16 or fp16 where Co
                      "else fp32 (always fp32 on the CPU). bf16/fp16 halve the memory and speed up recent GPUs.")
 HUB_PERMILLE = 1000                      # progress steps per downloaded file
 _WAV2VEC2_KEY = "feature_extractor.conv_layers.0.conv.weight"
-_HF_SKIPPED_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")
 
 
 # ---------------------------------------------------------------- file kinds
@@ -66,37 +63,6 @@ def _combo(name: str, kinds: tuple[str, ...], default: str, tooltip: str) -> io.
 
 
 # ---------------------------------------------------------------- loaders
-def load_audio_encoder(path: str, device: torch.device, dtype: torch.dtype) -> AudioEncoder:
-    """The wav2vec2 inside a MODA file, or a Hugging Face wav2vec2 ``.safetensors`` (config.json beside it, else
-    the wav2vec2-base-960h architecture MODA uses)."""
-    if file_kind(path) == "moda":
-        encoder = load_model(path, kind="moda", device=device, dtype=dtype).audio_encoder
-        if encoder is None:
-            raise ValueError(f"{os.path.basename(path)} is a MODA file built without an audio encoder")
-        return encoder
-    from safetensors.torch import load_file
-
-    config_file = os.path.join(os.path.dirname(path), "config.json")
-    fields = set(AudioEncoderConfig.__dataclass_fields__)
-    config = AudioEncoderConfig()
-    if os.path.isfile(config_file):
-        with open(config_file) as handle:
-            config = AudioEncoderConfig(**{k: v for k, v in json.load(handle).items() if k in fields})
-    state = {key.removeprefix("wav2vec2."): value for key, value in load_file(path).items()
-             if not key.startswith(_HF_SKIPPED_PREFIXES)}
-    encoder = AudioEncoder(config)
-    state = remap_legacy_weight_norm(state)
-    state.setdefault("masked_spec_embed", encoder.masked_spec_embed.detach())       # training-only, often left out
-    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
-    differ = sorted(set(expected) ^ set(state) | {k for k in expected if k in state and expected[k] != state[k].shape})
-    if differ:
-        raise ValueError(f"{os.path.basename(path)} does not fit the wav2vec2 architecture of "
-                         f"{'config.json' if os.path.isfile(config_file) else 'wav2vec2-base-960h'} "
-                         f"({len(differ)} keys missing, extra or of another shape, e.g. {differ[:3]})")
-    encoder.load_state_dict(state)
-    return encoder.to(device=device, dtype=dtype)
-
-
 def with_audio_encoder(moda: torch.nn.Module, encoder: torch.nn.Module) -> torch.nn.Module:
     """A shallow copy of MODANet whose ``audio_encoder`` is ``encoder``; ``moda`` itself is left as it is."""
     swapped = copy.copy(moda)
