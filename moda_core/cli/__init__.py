@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # module name under moda_core.cli -> registered lazily so a missing optional dependency breaks one command only
-SUBCOMMAND_MODULES = ["info", "preview", "animate", "convert", "prepare", "edit", "bench", "evaluate"]
+SUBCOMMAND_MODULES = ["info", "preview", "animate", "convert", "prepare", "edit", "bench", "evaluate", "train", "quickstart"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,190 @@
+"""``moda quickstart``: the bundled talking clip -> a small trained subject model -> a talking video, offline.
+
+Stages (each prints one summary line with its time):
+
+1. prepare   the clip (``samples/talking.mp4``) -> a sample folder (MediaPipe models from ``samples/models``);
+2. moda      a small MODA (2-layer wav2vec2 trained from scratch, :mod:`.presets` ``small``);
+3. faco      a small FaCo-Net;
+4. renderer  a reduced renderer (256 px, ngf 16) for this person; videos are upscaled to 512;
+5. eval      held-out PSNR / SSIM of the renderer: ground-truth conditions of the clip's last 20 % of frames;
+6. animate   ``samples/speech.wav`` -> ``<out>/<clip>-<audio>.mp4`` (512x512) with the trained models.
+
+Training runs against one wall-clock budget (``minutes``: MODA and FaCo-Net get fixed shares, the renderer
+the rest) and step caps. With converted authors' weights (``moda.safetensors`` / ``faco.safetensors`` in
+``weights`` or in the output folder, not from an earlier quickstart run) those stages are not trained.
+Running it again on the same folder reuses the prepared sample and continues each run from its last state.
+
+Choices for a 5 s clip, unlike the authors' pipeline: training and inference use the same TPE (offset 0) and
+face centre (256, 232, 128); the renderer trains with TPE jitter (:class:`.datasets.RenderFrames`) because
+frames past the clip's 150 would otherwise get TPE values it never saw; the VGG19 perceptual term is used on
+GPUs only (on a CPU it would cost several times the rest of a step).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from moda_core.geometry import CANONICALISATION_FACE_CENTER
+from moda_core.pipeline import WEIGHT_FILES
+from moda_core.tpe import TPEConfig
+from moda_core.train.loop import LoopConfig, TrainResult
+from moda_core.train.presets import preset_config
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
+OUTPUT_SIZE = 512
+TPE_JITTER = 9000          # frames (5 minutes at 30 fps): audio up to that length stays within trained TPE values
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """Inputs, budget and output of :func:`run_quickstart`."""
+
+    out_dir: Path = Path("moda-quickstart")
+    video: Path = SAMPLES_DIR / "talking.mp4"
+    audio: Path = SAMPLES_DIR / "speech.wav"
+    models_dir: Path = SAMPLES_DIR / "models"     # face_landmarker.task, selfie_segmenter.tflite
+    weights: Path | None = None                   # folder with converted authors' moda/faco .safetensors
+    minutes: float = 8.0                          # wall-clock budget of all training together
+    stage_shares: dict[str, float] = field(default_factory=lambda: {"moda": 0.12, "faco": 0.06})
+    max_steps: dict[str, int] = field(default_factory=lambda: {"moda": 3000, "faco": 2000, "renderer": 4000})
+    val_every: dict[str, int] = field(default_factory=lambda: {"moda": 10, "faco": 5, "renderer": 1})   # epochs
+    batch_size: int = 4
+    fps: float = 30.0
+    device: str = "auto"                          # auto: cuda when available, else cpu
+    precision: str = "fp32"                       # renderer training; "bf16" is faster on CPUs with AVX-512 BF16
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class QuickstartResult:
+    weights_dir: Path
+    video: Path
+    subject: Path
+    psnr: float
+    ssim: float
+    seconds: dict[str, float]                     # per stage
+
+
+def _given_weights(config: QuickstartConfig, kind: str) -> Path | None:
+    """Converted weights for ``kind`` that an earlier quickstart run did not produce, or None."""
+    if (config.out_dir / "runs" / kind).exists():
+        return None
+    for folder in (config.weights, config.out_dir):
+        if folder is not None and (folder / WEIGHT_FILES[kind]).is_file():
+            return folder / WEIGHT_FILES[kind]
+    return None
+
+
+def _summary(kind: str, result: TrainResult) -> str:
+    best = f", best val loss {result.best_val:.4g} at step {result.best_step}" if result.best_val is not None else ""
+    return (f"{kind}: {result.step} steps ({result.epoch} epochs) in {result.seconds:.0f} s, stopped by "
+            f"{result.stopped_by or 'nothing left to do'}{best}")
+
+
+def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[[str], None] = print
+                   ) -> QuickstartResult:
+    """Run all stages (module docstring); returns the written files and the held-out PSNR / SSIM."""
+    from moda_core.cli.progress import StageProgress
+    from moda_core.pipeline import AnimateOptions, MODAModels, animate
+    from moda_core.preprocess import load_audio, prepare_video_sample
+    from moda_core.train.datasets import load_sample
+    from moda_core.train.faco_trainer import FaCoTrainConfig, train_faco
+    from moda_core.train.moda_trainer import MODATrainConfig, train_moda
+    from moda_core.train.renderer_trainer import RendererTrainConfig, evaluate_renderer, train_renderer
+
+    for path in (config.video, config.audio):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; pass --video / --audio (the bundled samples live in the "
+                                    "repository's samples/ folder)")
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto"
+                          else config.device)
+    started = time.monotonic()
+    seconds: dict[str, float] = {}
+
+    def timed(stage: str, tic: float) -> float:
+        seconds[stage] = time.monotonic() - tic
+        return seconds[stage]
+
+    # 1. prepare
+    sample_dir = out / "sample"
+    tic = time.monotonic()
+    if (sample_dir / "sample.json").is_file():
+        log(f"prepare: reusing {sample_dir}")
+    else:
+        with StageProgress(disable=not config.progress) as progress:
+            summary = prepare_video_sample(config.video, sample_dir, fps=config.fps, models_dir=config.models_dir,
+                                           progress=progress)
+        log(f"prepare: {summary.num_frames} frames at {summary.fps:g} fps from {config.video} in "
+            f"{timed('prepare', tic):.1f} s")
+    sample = load_sample(sample_dir, fps=config.fps)
+    subject_path = Path(shutil.copyfile(sample_dir / "subject.safetensors", out / "subject.safetensors"))
+
+    # 2-4. training against one wall-clock deadline
+    deadline = time.monotonic() + 60.0 * config.minutes
+    tpe = TPEConfig()
+
+    def loop(kind: str, minutes: float) -> LoopConfig:
+        return LoopConfig(max_steps=config.max_steps[kind], max_minutes=max(minutes, 0.1),
+                          batch_size=config.batch_size, val_every=config.val_every[kind], seed=config.seed,
+                          device=str(device), progress=config.progress)
+
+    trainers = {
+        "moda": lambda minutes: train_moda(
+            [sample], out, model_config=preset_config("moda", "small"), loop=loop("moda", minutes),
+            config=MODATrainConfig(window=60, hop=10, fps=config.fps, lr=1e-3, train_feature_encoder=True)),
+        "faco": lambda minutes: train_faco(
+            [sample], out, model_config=preset_config("faco", "small"), loop=loop("faco", minutes),
+            config=FaCoTrainConfig(window=30, fps=config.fps, lr=1e-3)),
+    }
+    for kind, train in trainers.items():
+        given = _given_weights(config, kind)
+        if given is not None:
+            if given.parent.resolve() != out.resolve():
+                shutil.copyfile(given, out / WEIGHT_FILES[kind])
+            log(f"{kind}: using the given weights {given} (not trained)")
+            continue
+        tic = time.monotonic()
+        result = train(config.stage_shares[kind] * config.minutes)
+        timed(kind, tic)
+        log(_summary(kind, result))
+    tic = time.monotonic()
+    renderer_config = RendererTrainConfig(tpe=tpe, tpe_jitter=TPE_JITTER, lr=1e-3, precision=config.precision,
+                                          perceptual_weight=10.0 if device.type == "cuda" else 0.0)
+    result = train_renderer([sample], out, model_config=preset_config("renderer", "small"),
+                            discriminator_config=preset_config("renderer_discriminator", "small"),
+                            config=renderer_config, loop=loop("renderer", (deadline - time.monotonic()) / 60.0))
+    timed("renderer", tic)
+    log(_summary("renderer", result))
+
+    # 5. held-out evaluation
+    tic = time.monotonic()
+    models = MODAModels.load(out, device=device)
+    psnr, ssim = evaluate_renderer(models.renderer, sample, tpe=tpe, size=OUTPUT_SIZE)
+    held_out = sample.num_frames - round(sample.num_frames * 0.8)
+    log(f"eval: held-out renderer PSNR {psnr:.2f} dB, SSIM {ssim:.4f} on the clip's last {held_out} frames (20 %), "
+        f"ground-truth conditions, rendered at {models.render_size} px, compared at {OUTPUT_SIZE} px "
+        f"({timed('eval', tic):.1f} s)")
+
+    # 6. animation
+    tic = time.monotonic()
+    wave, _ = load_audio(config.audio)
+    video = out / f"{config.video.stem}-{config.audio.stem}.mp4"
+    options = AnimateOptions(fps=config.fps, seed=config.seed, tpe=tpe, face_center=CANONICALISATION_FACE_CENTER,
+                             output_size=OUTPUT_SIZE)
+    with StageProgress(disable=not config.progress) as progress:
+        animated = animate(models, wave, sample.subject, video, options, progress=progress)
+    log(f"animate: {animated.frames} frames ({animated.seconds:.2f} s) of {config.audio.name} in "
+        f"{timed('animate', tic):.1f} s; other audio: moda animate --weights {out} --subject {subject_path} "
+        f"--audio SPEECH --out OUT.mp4 --output-size {OUTPUT_SIZE} --face-center-y {CANONICALISATION_FACE_CENTER[1]:g}")
+    files = [out / WEIGHT_FILES[kind] for kind in WEIGHT_FILES] + [subject_path, video]
+    total = time.monotonic() - started
+    log(f"quickstart: done in {int(total // 60)} min {total % 60:.0f} s; wrote {', '.join(map(str, files))}")
+    return QuickstartResult(out, video, subject_path, psnr, ssim, seconds)

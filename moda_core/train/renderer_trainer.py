@@ -1,0 +1,204 @@
+"""Renderer training / fine-tuning for one subject (supplementary B, eq. 18-19).
+
+Generator loss ``LSGAN + 50 * colour L1 + 100 * mouth L1 + 10 * VGG19 perceptual + 1 * feature matching``:
+the paper's (lambda_C, lambda_M, lambda_P, lambda_FM) = (50, 100, 10, 1) in the order of eq. 19. The mouth
+term is ``|M * fake - M * real|_1`` (mean over the image) with M the lip box of :class:`RenderFrames`.
+Discriminator: multi-scale PatchGAN on [generator input, image], LSGAN ``((D(real) - 1)^2 + D(fake)^2) / 2``.
+Optimisers: Adam(0.9, 0.99), lr 1e-4 (paper §3.5; the authors' code used betas (0.5, 0.999)).
+Validation: ``loss`` = the colour and mouth terms (weighted as in training) and ``psnr`` (dB) on held-out frames.
+
+TPE: training defaults to the authors' offset (:data:`moda_core.tpe.AUTHORS_TRAIN_OFFSET`, v = 1 + t/1000)
+while inference (:class:`moda_core.pipeline.AnimateOptions`) uses 0; train with ``TPEConfig()`` (offset 0)
+to make training and inference agree.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import ConcatDataset, DataLoader
+
+from moda_core.geometry import CANONICALISATION_FACE_CENTER
+from moda_core.metrics import psnr, ssim
+from moda_core.models.discriminators import DiscriminatorConfig, MultiscaleDiscriminator
+from moda_core.models.renderer import RenderGenerator, RendererConfig
+from moda_core.tpe import AUTHORS_TRAIN_OFFSET, TPEConfig
+from moda_core.train.datasets import RenderFrames, SampleData, load_sample, read_frame
+from moda_core.train.losses import PerceptualLoss, feature_matching_loss, lsgan_loss
+from moda_core.train.loop import LoopConfig, TrainingTask, TrainResult, initial_network, run_training
+
+
+@dataclass(frozen=True)
+class RendererTrainConfig:
+    """Renderer training settings (data, loss weights, optimiser)."""
+
+    val_fraction: float = 0.2
+    tpe: TPEConfig = field(default_factory=lambda: TPEConfig(offset=AUTHORS_TRAIN_OFFSET))
+    tpe_jitter: int = 0                   # random TPE index offset in training (see RenderFrames); 0 = authors'
+    face_center: tuple[float, float, float] = CANONICALISATION_FACE_CENTER   # what the samples were made with
+    gan_weight: float = 1.0
+    color_weight: float = 50.0            # lambda_C
+    mouth_weight: float = 100.0           # lambda_M
+    perceptual_weight: float = 10.0       # lambda_P; 0 turns the VGG19 term off
+    feature_matching_weight: float = 1.0  # lambda_FM
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    preload_limit_mb: float = 2048.0      # cache drawn conditions and frames in memory up to this size
+    channels_last: bool = True            # NHWC memory format: ~1.7x faster convolutions on CPU
+    precision: Literal["fp32", "bf16"] = "fp32"   # bf16: forward passes under torch.autocast (weights stay fp32)
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+
+
+def _images(x: torch.Tensor):
+    """[B, 3, H, W] in -1..1 -> numpy [B, H, W, 3] in 0..1 (the metrics' layout)."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) / 2.0).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class RendererTask(TrainingTask):
+    """Renderer generator + multi-scale discriminator as a :class:`TrainingTask` over :class:`RenderFrames`."""
+
+    name = "renderer"
+    trained = ("renderer", "renderer_discriminator")
+    exported = ("renderer",)
+
+    def __init__(self, generator: RenderGenerator, discriminator: MultiscaleDiscriminator,
+                 samples: Sequence[SampleData], config: RendererTrainConfig = RendererTrainConfig()):
+        super().__init__()
+        expected = generator.config.in_channels + generator.config.out_channels
+        if discriminator.config.input_nc != expected:
+            raise ValueError(f"discriminator input_nc must be {expected} (generator input + image), "
+                             f"got {discriminator.config.input_nc}")
+        if generator.config.in_channels != 6 + config.tpe.channels:
+            raise ValueError(f"generator in_channels ({generator.config.in_channels}) must be 6 + TPE channels "
+                             f"({config.tpe.channels})")
+        self.config = config
+        self.networks = {"renderer": generator, "renderer_discriminator": discriminator}
+
+        def frames(part: str) -> ConcatDataset:
+            jitter = config.tpe_jitter if part == "train" else 0
+            return ConcatDataset([RenderFrames(s, part, generator.config.image_size, tpe=config.tpe,
+                                               tpe_jitter=jitter, val_fraction=config.val_fraction,
+                                               face_center=config.face_center,
+                                               preload_limit_mb=config.preload_limit_mb) for s in samples])
+
+        self.train_set = frames("train")
+        self.val_set = frames("val") if config.val_fraction > 0 else None
+        self.perceptual = PerceptualLoss() if config.perceptual_weight else None
+        self.optimizers = {kind: torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
+                           for kind, net in self.networks.items()}
+
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        if self.perceptual is not None:
+            self.perceptual.to(device)
+        if self.config.channels_last:
+            for network in self.networks.values():
+                network.to(memory_format=torch.channels_last)
+
+    def batch_to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        batch = super().batch_to_device(batch)
+        if self.config.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in batch.items()}
+        return batch
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def _discriminate(self, x: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
+        """Multi-scale outputs (fake half, real half) from one discriminator call (one DDP forward per backward)."""
+        outputs = self.parallel("renderer_discriminator")(torch.cat([torch.cat([x, fake], 1),
+                                                                     torch.cat([x, real], 1)]))
+        fake_out = [[layer.chunk(2)[0] for layer in scale] for scale in outputs]
+        real_out = [[layer.chunk(2)[1] for layer in scale] for scale in outputs]
+        return fake_out, real_out
+
+    def reconstruction_terms(self, fake: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mouth = batch["mouth"]
+        return {"color": F.l1_loss(fake, batch["target"]), "mouth": F.l1_loss(fake * mouth, batch["target"] * mouth)}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        x, real = batch["input"], batch["target"]
+        with self._autocast():
+            fake = self.parallel("renderer")(x)
+            fake_out, real_out = self._discriminate(x, fake, real)
+            terms = self.reconstruction_terms(fake, batch)
+            terms["gan"] = lsgan_loss(fake_out, True)
+            terms["fm"] = feature_matching_loss(fake_out, real_out)
+            perceptual = self.perceptual(fake, real) if self.perceptual is not None else None
+        if perceptual is not None:
+            terms["vgg"] = perceptual
+        weights = {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
+                   "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight}
+        g_loss = sum(weights[name] * value for name, value in terms.items())
+        self.optimizers["renderer"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["renderer"].step()
+
+        with self._autocast():
+            fake_out, real_out = self._discriminate(x, fake.detach(), real)
+            d_loss = 0.5 * (lsgan_loss(real_out, True) + lsgan_loss(fake_out, False))
+        self.optimizers["renderer_discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["renderer_discriminator"].step()
+        return {"g": g_loss.item(), **{name: value.item() for name, value in terms.items()}, "d": d_loss.item()}
+
+    def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        fake = self.networks["renderer"](batch["input"])
+        terms = self.reconstruction_terms(fake, batch)
+        loss = self.config.color_weight * terms["color"] + self.config.mouth_weight * terms["mouth"]
+        return {"loss": loss.item(), "psnr": psnr(_images(fake), _images(batch["target"]))}
+
+
+@torch.no_grad()
+def evaluate_renderer(renderer: RenderGenerator, sample: SampleData, *, tpe: TPEConfig, val_fraction: float = 0.2,
+                      face_center: Sequence[float] = CANONICALISATION_FACE_CENTER, size: int | None = None,
+                      batch_size: int = 8) -> tuple[float, float]:
+    """Held-out (PSNR dB, SSIM) of the renderer: ground-truth conditions of the last ``val_fraction`` of the clip
+    rendered and compared with the real frames, at ``size`` px (default: the renderer's; renders are resized
+    bilinearly like :class:`moda_core.pipeline.AnimateOptions` ``output_size``)."""
+    from moda_core.models.renderer import render
+
+    renderer_size = renderer.config.image_size
+    size = size or renderer_size
+    frames = RenderFrames(sample, "val", renderer_size, tpe=tpe, val_fraction=val_fraction, face_center=face_center)
+    device = next(renderer.parameters()).device
+    renders, reals = [], []
+    for batch in DataLoader(frames, batch_size=batch_size):
+        images = (render(renderer.eval(), batch["input"].to(device)).clamp(-1, 1) + 1.0) / 2.0
+        if size != renderer_size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        renders.append(images.clamp(0, 1).permute(0, 2, 3, 1).cpu())
+        reals += [read_frame(sample, int(t), size) for t in batch["index"]]
+    renders_np, reals_np = torch.cat(renders).numpy(), torch.stack(reals).numpy()
+    return float(psnr(renders_np, reals_np)), float(ssim(renders_np, reals_np))
+
+
+def discriminator_config_for(generator: RendererConfig, ndf: int = 64, n_layers: int = 4,
+                             num_d: int = 3) -> DiscriminatorConfig:
+    """A discriminator config matching ``generator`` (input = generator input + image); defaults: authors'."""
+    return DiscriminatorConfig(input_nc=generator.in_channels + generator.out_channels, ndf=ndf,
+                               n_layers=n_layers, num_D=num_d)
+
+
+def train_renderer(samples: Sequence[str | os.PathLike | SampleData], out_dir: str | os.PathLike, *,
+                   model_config: RendererConfig | None = None, discriminator_config: DiscriminatorConfig | None = None,
+                   config: RendererTrainConfig = RendererTrainConfig(), loop: LoopConfig = LoopConfig(max_epochs=100),
+                   init: str | os.PathLike | None = None) -> TrainResult:
+    """Train (or with ``init``, fine-tune) the renderer for one subject's sample folders.
+
+    Best weights by validation loss go to ``out_dir/renderer.safetensors``. ``init``: a renderer file to start
+    from (e.g. the converted authors' renderer); the discriminator always starts fresh.
+    """
+    data = [s if isinstance(s, SampleData) else load_sample(s) for s in samples]
+    torch.manual_seed(loop.seed)
+    generator = initial_network("renderer", model_config, init)
+    discriminator = MultiscaleDiscriminator(discriminator_config or discriminator_config_for(generator.config))
+    return run_training(RendererTask(generator, discriminator, data, config), out_dir, loop)
