@@ -127,8 +127,12 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
 
 # ----------------------------------------------------------------------------------------------- our format
 
-def save_model(model: nn.Module, path: str | os.PathLike, kind: str | None = None) -> Path:
-    """Write ``model``'s state_dict and config to ``path`` atomically (a temp file renamed into place)."""
+def save_model(model: nn.Module, path: str | os.PathLike, kind: str | None = None, *,
+               extra_metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``model``'s state_dict and config to ``path`` atomically (a temp file renamed into place).
+
+    ``extra_metadata`` adds string entries (e.g. ``render_settings``: how a renderer was trained to be used).
+    """
     kind = kind_of(model) if kind is None else _check_kind(kind)
     _, model_class = model_classes(kind)
     if not isinstance(model, model_class):
@@ -143,6 +147,10 @@ def save_model(model: nn.Module, path: str | os.PathLike, kind: str | None = Non
         seen_storages.add(storage)
         tensors[key] = tensor
     metadata = {"moda_format": FORMAT_VERSION, "kind": kind, "config": json.dumps(model.config.to_dict())}
+    clash = set(extra_metadata or {}) & set(metadata)
+    if clash:
+        raise ValueError(f"extra_metadata may not replace {sorted(clash)}")
+    metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
@@ -194,6 +202,15 @@ def describe_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     if report:
         raise ValueError(f"{path}: tensors do not fit its own {kind} config: {report}")
     return CheckpointInfo(path, kind, config, count_parameters(model), len(shapes))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata strings of a weight file in our format (header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .safetensors file ({err})") from None
 
 
 def load_model(path: str | os.PathLike, *, kind: str | None = None, device: torch.device | str = "cpu",

@@ -25,6 +25,7 @@ from moda_core.drawing import draw_condition_images
 from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER
 from moda_core.models.audio_encoder import SAMPLE_RATE, frames_for_samples, normalise_waveform
 from moda_core.projection import project_repr
+from moda_core.render_settings import RenderSettings
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import SmoothingSigmas, smooth_face, smooth_motion
 from moda_core.subject import Subject
@@ -64,6 +65,7 @@ class MODAModels:
     moda: torch.nn.Module
     faco: torch.nn.Module
     renderer: torch.nn.Module
+    render_settings: RenderSettings = field(default_factory=RenderSettings)   # TPE + face centre it expects
 
     @classmethod
     def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
@@ -73,7 +75,8 @@ class MODAModels:
         from moda_core.models.renderer import prepare_for_inference
 
         paths = {kind: find_weight_file(kind, weights_dir) for kind in WEIGHT_FILES}
-        models = cls(**{kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()})
+        models = cls(**{kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()},
+                     render_settings=RenderSettings.of_weight_file(paths["renderer"]))
         prepare_for_inference(models.renderer, precision)
         return models
 
@@ -97,9 +100,9 @@ class AnimateOptions:
     smoothing: bool = True
     sigmas: SmoothingSigmas = field(default_factory=SmoothingSigmas)
     window_blend: Literal["average", "crossfade"] = "average"
-    face_center: tuple[float, float, float] = AUTHORS_INFERENCE_FACE_CENTER
+    face_center: tuple[float, float, float] | None = None   # None: as the renderer was trained (RenderSettings)
     drawing_style: Literal["authors", "antialiased"] = "authors"
-    tpe: TPEConfig = field(default_factory=TPEConfig)
+    tpe: TPEConfig | None = None                            # None: as the renderer was trained
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     batch_size: int = 8
     output_size: int | None = None                   # None: the renderer's size
@@ -275,12 +278,15 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
                   progress: Progress | None = None) -> Iterator[torch.Tensor]:
     """Stages 4-5, streamed: yields output frames ``[B, H, W, 3]`` in 0..1, batch by batch."""
     renderer = getattr(models_or_renderer, "renderer", models_or_renderer)
+    settings = getattr(models_or_renderer, "render_settings", RenderSettings())
+    face_center = options.face_center or settings.face_center
+    tpe = options.tpe or settings.tpe
     size = renderer.config.image_size
     reference = reference_at(subject, size)
     for start, conditions in condition_batches(r, subject, sample=options.sample, batch_size=options.batch_size,
-                                               face_center=options.face_center, style=options.drawing_style,
+                                               face_center=face_center, style=options.drawing_style,
                                                size=size):
-        frames = render_batch(renderer, conditions, reference, start, tpe=options.tpe, precision=options.precision)
+        frames = render_batch(renderer, conditions, reference, start, tpe=tpe, precision=options.precision)
         if options.layout == "debug":
             frames = torch.cat([frames, reference.expand_as(frames), conditions], dim=2)
         elif options.paste_back:

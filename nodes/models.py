@@ -17,6 +17,7 @@ from comfy_api.latest import io, ui
 from safetensors import SafetensorError
 
 from moda_core.checkpoints import load_audio_encoder, load_model
+from moda_core.render_settings import RenderSettings
 from moda_core.pipeline import WEIGHT_FILES
 
 from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_RENDERER, node_error
@@ -154,6 +155,12 @@ class MODALoadRenderer(_Loader):
             outputs=[MODA_RENDERER.Output("renderer", display_name="renderer",
                                           tooltip="The renderer; connect it to MODA Render.")],
         )
+
+    @classmethod
+    def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        renderer = load_model(path, kind="renderer", device=device, dtype=dtype)
+        renderer.render_settings = RenderSettings.of_weight_file(path)   # TPE it was trained with
+        return renderer
 
 
 class MODALoadAudioEncoder(_Loader):

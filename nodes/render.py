@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from moda_core.pipeline import paste_into_source, reference_at, render_batch
+from moda_core.render_settings import RenderSettings
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_RENDERER, MODA_SUBJECT, node_error
@@ -64,13 +65,14 @@ class MODARender(io.ComfyNode):
         renderer = expect_net(name, "renderer", renderer, "renderer", "MODA Load Renderer")
         size = renderer.module.config.image_size
         reference = reference_at(subject, size)
+        settings = getattr(renderer.module, "render_settings", RenderSettings())
         count = conditions.shape[0]
         report = progress_callback(count)
         frames = []
         with renderer.active() as net:
             for start in range(0, count, batch_size):
                 batch = _fit(conditions[start:start + batch_size].to(torch.float32), size)
-                frames.append(render_batch(net, batch, reference, start_frame + start,
+                frames.append(render_batch(net, batch, reference, start_frame + start, tpe=settings.tpe,
                                            precision=renderer.precision))
                 report(start + batch.shape[0], count)
         return io.NodeOutput(torch.cat(frames).to(comfy.model_management.intermediate_device()))

@@ -77,6 +77,9 @@ def test_trained_weights_reload_strictly(sample, tmp_path, offline_vgg):
         assert all(torch.equal(v, best.state_dict()[k]) for k, v in loaded.state_dict().items())
     for kind in ("faco_discriminator", "renderer_discriminator"):
         load_model(tmp_path / "runs" / kind.split("_")[0] / "last" / f"{kind}.safetensors", kind=kind)
+    from moda_core.render_settings import RenderSettings
+    recorded = RenderSettings.of_weight_file(tmp_path / "renderer.safetensors")
+    assert recorded.tpe == RendererTrainConfig().tpe and recorded.face_center == (256.0, 232.0, 128.0)
     psnr, ssim = evaluate_renderer(load_model(result.weights["renderer"]), sample, tpe=TPEConfig(offset=1000.0),
                                    size=128)
     assert 0 < psnr < 100 and -1 <= ssim <= 1

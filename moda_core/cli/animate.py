@@ -21,8 +21,9 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paste-back", action="store_true", help="paste the render back into the source photo")
     parser.add_argument("--layout", choices=["render", "debug"], default="render",
                         help="debug: [render | reference | condition] side by side like the authors' output")
-    parser.add_argument("--face-center-y", type=float, default=235.0,
-                        help="canonical face-centre y used to de-normalise (authors' inference 235, training 232)")
+    parser.add_argument("--face-center-y", type=float, default=None,
+                        help="canonical face-centre y used to de-normalise (default: what the renderer was trained "
+                             "with, else the authors' inference value 235; their canonicalisation used 232)")
     parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe model files")
 
 
@@ -58,7 +59,8 @@ def _options(args, **extra):
 
     return AnimateOptions(precision=args.precision, batch_size=args.batch_size, output_size=args.output_size,
                           paste_back=args.paste_back, layout=args.layout,
-                          face_center=(256.0, args.face_center_y, 128.0), **extra)
+                          face_center=None if args.face_center_y is None else (256.0, args.face_center_y, 128.0),
+                          **extra)
 
 
 def _load_subject(args, progress: StageProgress):

@@ -86,6 +86,10 @@ class TrainingTask:
         for network in self.networks.values():
             network.to(device)
 
+    def file_metadata(self, kind: str) -> dict[str, str]:
+        """Extra metadata written into the weight file of ``kind`` (none by default)."""
+        return {}
+
     def forward_module(self, kind: str) -> nn.Module:
         """The module train steps call for ``kind``: the network itself unless a subclass wraps it."""
         return self.networks[kind]
@@ -176,7 +180,7 @@ def _reduce_means(sums: Mapping[str, float], count: float, device: torch.device,
 def _save_networks(task: TrainingTask, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for kind, network in task.networks.items():
-        save_model(network, folder / f"{kind}.safetensors", kind=kind)
+        save_model(network, folder / f"{kind}.safetensors", kind=kind, extra_metadata=task.file_metadata(kind))
 
 
 def _save_state(task: TrainingTask, folder: Path, counters: _Counters) -> None:
@@ -347,7 +351,8 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
         if improved:
             _save_networks(task, run_dir / "best")
             for kind in task.exported:
-                save_model(task.networks[kind], out_dir / f"{kind}.safetensors", kind=kind)
+                save_model(task.networks[kind], out_dir / f"{kind}.safetensors", kind=kind,
+                           extra_metadata=task.file_metadata(kind))
         _save_state(task, run_dir / "last", counters)
 
     for network in task.networks.values():

@@ -25,6 +25,7 @@ from moda_core.geometry import CANONICALISATION_FACE_CENTER
 from moda_core.metrics import psnr, ssim
 from moda_core.models.discriminators import DiscriminatorConfig, MultiscaleDiscriminator
 from moda_core.models.renderer import RenderGenerator, RendererConfig
+from moda_core.render_settings import METADATA_KEY, RenderSettings
 from moda_core.tpe import AUTHORS_TRAIN_OFFSET, TPEConfig
 from moda_core.train.datasets import RenderFrames, SampleData, load_sample, read_frame
 from moda_core.train.losses import PerceptualLoss, feature_matching_loss, lsgan_loss
@@ -66,6 +67,13 @@ class RendererTask(TrainingTask):
     name = "renderer"
     trained = ("renderer", "renderer_discriminator")
     exported = ("renderer",)
+
+    def file_metadata(self, kind: str) -> dict[str, str]:
+        """The renderer file records the TPE and face centre it was trained with, so inference can match them."""
+        if kind != "renderer":
+            return {}
+        settings = RenderSettings(tpe=self.config.tpe, face_center=tuple(self.config.face_center))
+        return {METADATA_KEY: settings.to_json()}
 
     def __init__(self, generator: RenderGenerator, discriminator: MultiscaleDiscriminator,
                  samples: Sequence[SampleData], config: RendererTrainConfig = RendererTrainConfig()):
