@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
+    register_protocol(subparsers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,4 +44,35 @@ def run(args: argparse.Namespace) -> int:
              "seed": args.seed}
     run_quickstart(QuickstartConfig(**{k: v for k, v in given.items() if v is not None},
                                     progress=not args.no_progress))
+    return 0
+
+
+def register_protocol(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "protocol", help="evaluation mini-protocol: train on a clip's first 80 %, generate and score the rest",
+        description="Prepares a talking clip, trains small per-subject models on its first 80 % (like quickstart), "
+                    "generates the last 20 % from the clip's own audio and prints every metric against the real "
+                    "frames and the tracked motion.")
+    parser.add_argument("video", type=Path, help="talking clip with sound")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (weights, sample, videos)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of all training")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="folder with converted authors' moda/faco .safetensors (not trained then)")
+    parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe models")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated motion")
+    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_protocol)
+
+
+def run_protocol(args: argparse.Namespace) -> int:
+    from moda_core.train.protocol import run_protocol as protocol
+    from moda_core.train.quickstart import QuickstartConfig
+
+    given = {"out_dir": args.out, "video": args.video, "models_dir": args.models, "weights": args.weights,
+             "minutes": args.minutes}
+    result = protocol(QuickstartConfig(**{k: v for k, v in given.items() if v is not None},
+                                       progress=not args.no_progress), seed=args.seed)
+    print({"text": result.report.to_text, "markdown": result.report.to_markdown,
+           "json": result.report.to_json}[args.format]())
     return 0

@@ -1,0 +1,17 @@
+"""The evaluation mini-protocol end to end on a tiny training budget."""
+import json
+
+from moda_core.cli import main
+
+
+def test_protocol_reports_every_metric(data_dir, tmp_path, capsys):
+    code = main(["protocol", str(data_dir / "video" / "may_5s.mp4"), "--out", str(tmp_path / "run"), "--minutes",
+                 "0.05", "--models", str(data_dir / "models"), "--format", "json", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    table = json.loads(out[out.index("{"):])
+    rows = {row["name"]: row for row in table["metrics"]}
+    for name in ("LMD", "LMD-v", "PSNR", "SSIM", "TCM"):
+        assert not rows[name]["skipped"], rows[name]
+    assert rows["LMD"]["value"] > 0 and 0 < rows["SSIM"]["value"] < 1
+    assert (tmp_path / "run" / "protocol-held-out.mp4").is_file()
