@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register_protocol(subparsers) -> None:
     parser = subparsers.add_parser(
-        "protocol", help="evaluation mini-protocol: train on a clip's first 80 %, generate and score the rest",
+        "protocol", help="evaluation mini-protocol: train on a clip's first 80 %%, generate and score the rest",
         description="Prepares a talking clip, trains small per-subject models on its first 80 % (like quickstart), "
                     "generates the last 20 % from the clip's own audio and prints every metric against the real "
                     "frames and the tracked motion.")
