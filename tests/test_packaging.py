@@ -4,9 +4,9 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
