@@ -23,6 +23,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from moda_core.fileio import current_umask
+
 FORMAT_VERSION = "1"
 
 # kind -> (module, config class, model class); imported lazily so one missing model breaks one kind only
@@ -158,6 +160,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, kind: str | None = Non
         save_file(tensors, temp_name, metadata=metadata)
         with open(temp_name, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temp_name, 0o666 & ~current_umask())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

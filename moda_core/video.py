@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moda_core.fileio import current_umask
+
 
 def _to_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     """[T, H, W, 3] float 0..1 or uint8 -> uint8 numpy."""
@@ -122,6 +124,7 @@ class VideoWriter:
                 self._write_audio()
             self._container.close()
             self._container = None
+            os.chmod(self._tmp, 0o666 & ~current_umask())
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()

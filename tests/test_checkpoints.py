@@ -236,3 +236,13 @@ def test_cli_convert(capsys, tmp_path, faco_tiny):
     _assert_same_state(faco_tiny, load_model(out))
     assert cli_main(["convert", str(src)]) == 2           # default config does not fit: reported, not raised
     assert "wrong shape" in capsys.readouterr().err
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    from moda_core.fileio import current_umask
+    from moda_core.models.faco import FaCoConfig, FaCoNet
+    path = save_model(FaCoNet(FaCoConfig.tiny()), tmp_path / "faco.safetensors")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~current_umask()

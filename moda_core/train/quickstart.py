@@ -183,7 +183,7 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
         animated = animate(models, wave, sample.subject, video, options, progress=progress)
     log(f"animate: {animated.frames} frames ({animated.seconds:.2f} s) of {config.audio.name} in "
         f"{timed('animate', tic):.1f} s; other audio: moda animate --weights {out} --subject {subject_path} "
-        f"--audio SPEECH --out OUT.mp4 --output-size {OUTPUT_SIZE} --face-center-y {CANONICALISATION_FACE_CENTER[1]:g}")
+        f"--audio SPEECH --out OUT.mp4 --output-size {OUTPUT_SIZE}")
     files = [out / WEIGHT_FILES[kind] for kind in WEIGHT_FILES] + [subject_path, video]
     total = time.monotonic() - started
     log(f"quickstart: done in {int(total // 60)} min {total % 60:.0f} s; wrote {', '.join(map(str, files))}")
