@@ -145,10 +145,13 @@ def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, s
     samples = []
     for index in range(num_samples):
         generator = torch.Generator().manual_seed(seed + index)
-        motion = generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend)
-        samples.append(motion)
-        if progress:
-            progress("motion", index + 1, num_samples)
+
+        def report(done: int, windows: int, index: int = index) -> None:
+            if progress:                                   # per 20 s window, so long audio can be cancelled
+                progress("motion", index * windows + done, num_samples * windows)
+
+        samples.append(generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend,
+                                       on_window=report))
 
     def stack(name: str, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.stack([getattr(m, name).float().cpu() for m in samples]).reshape(num_samples, -1, *shape)

@@ -137,3 +137,16 @@ def test_cli_animate_and_render(models, subject, speech, tmp_path, data_dir):
     assert code == 0 and read_video_info(tmp_path / "b.mp4")["audio_seconds"] is None
     assert main(["animate", "--subject", str(tmp_path / "subject.safetensors"), "--audio",
                  str(tmp_path / "speech.wav"), "--weights", str(tmp_path), "--out", str(tmp_path / "c.mp4")]) == 2
+
+
+def test_motion_progress_reports_every_window_and_can_stop(models, subject):
+    long_audio = np.random.default_rng(0).standard_normal(16000 * 25).astype(np.float32) * 0.1   # 2 windows
+    events = []
+    predict_motion(models.moda, long_audio, subject, num_samples=2, progress=lambda *e: events.append(e))
+    assert events == [("motion", 1, 4), ("motion", 2, 4), ("motion", 3, 4), ("motion", 4, 4)]
+
+    def cancel(stage, done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_motion(models.moda, long_audio, subject, progress=cancel)

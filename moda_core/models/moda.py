@@ -324,7 +324,8 @@ NoiseFn = Callable[[int, int], torch.Tensor]
 def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.Tensor, *, fps: float = 30.0,
                     generator: torch.Generator | None = None, window_seconds: float = 20.0,
                     hop_seconds: float = 10.0, blend: BlendMode = "average",
-                    noise_fn: NoiseFn | None = None) -> GeneratedMotion:
+                    noise_fn: NoiseFn | None = None,
+                    on_window: Callable[[int, int], None] | None = None) -> GeneratedMotion:
     """Motion for audio of any length, with the authors' overlapping windows.
 
     input_values: whole clip, normalised 16 kHz mono [N] (see ``normalise_waveform``; normalise the whole
@@ -337,6 +338,7 @@ def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.T
     first-window frames // 2). Their merge can end one frame short of ``frames_for_samples(N)`` (25 s at
     30 fps gives 749, not 750); the result is padded with its last frame or trimmed to exactly that count.
     Only one window is in flight at a time, so memory does not grow with the audio beyond the outputs.
+    ``on_window(done, total)`` is called after each window (progress; it may raise to stop).
     """
     config = model.config
     if blend not in ("average", "crossfade"):
@@ -362,6 +364,7 @@ def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.T
     if total_frames < 1:
         raise ValueError(f"input_values is too short for one frame at {fps} fps ({total_samples} samples)")
 
+    num_windows = 1 + max(0, math.ceil((total_samples - window_samples) / hop_samples))
     device = next(model.parameters()).device
     subject_batch = subject.to(device=device, dtype=torch.float32).unsqueeze(0)
     finished: list[torch.Tensor] = []  # frames no later window can touch, [*, motion_dim] each
@@ -384,6 +387,8 @@ def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.T
         pending = torch.cat([blend_overlap(earlier[:shared], motion[:shared], blend), earlier[shared:],
                              motion[shared:]])
         pending_start = start_frame
+        if on_window is not None:
+            on_window(window_index + 1, num_windows)
         if start_sample + window_samples >= total_samples:
             break
         window_index += 1
