@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moda_core.models.audio_encoder import frames_for_samples, normalise_waveform
+from moda_core.models.audio_encoder import SAMPLE_RATE, frames_for_samples, normalise_waveform
 
 
 @dataclass
@@ -79,19 +79,12 @@ def build_models(config: str, device: str = "cpu"):
     return models
 
 
-def prepare_renderer(models, precision: str) -> None:
-    """Channels-last memory and low-precision weights, as MODAModels.load does."""
-    from moda_core.models.renderer import prepare_for_inference
-
-    prepare_for_inference(models.renderer, precision)
-
-
 @torch.no_grad()
 def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp32", batch_size: int = 4,
-                     max_render_frames: int | None = None, output: Path | None = None,
+                     max_render_frames: int | None = None,
                      video_path: Path | None = None) -> dict:
     """Time each stage of ``animate`` on ``wave`` (16 kHz mono); returns a dict of figures."""
-    from moda_core.pipeline import AnimateOptions, compose_face, condition_batches, reference_at, render_batch
+    from moda_core.pipeline import compose_face, condition_batches, reference_at, render_batch
     from moda_core.repr import TalkingRepr
     from moda_core.smoothing import smooth_motion
     from moda_core.video import VideoWriter
@@ -118,10 +111,10 @@ def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp3
         r = r.slice_time(0, min(max_render_frames, r.num_frames))
     size = models.render_size
     reference = reference_at(subject, size)
-    options = AnimateOptions(precision=precision, batch_size=batch_size)
-    target = video_path or Path(tempfile.mkdtemp()) / "bench.mp4"
+    scratch = tempfile.TemporaryDirectory()
+    target = video_path or Path(scratch.name) / "bench.mp4"
     rendered = 0
-    with VideoWriter(target, fps, audio=(wave, 16000)) as writer:
+    with scratch, VideoWriter(target, fps, audio=(wave, SAMPLE_RATE)) as writer:
         batches = condition_batches(r, subject, batch_size=batch_size, size=size)
         while True:
             with times.measure("projection + drawing"):
@@ -130,7 +123,7 @@ def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp3
                 break
             start, conditions = item
             with times.measure("renderer"):
-                frames = render_batch(models.renderer, conditions, reference, start, precision=options.precision)
+                frames = render_batch(models.renderer, conditions, reference, start, precision=precision)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
             with times.measure("video encoding"):

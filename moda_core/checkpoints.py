@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from moda_core.fileio import current_umask
+from moda_core.fileio import atomic_write
 
 FORMAT_VERSION = "1"
 
@@ -154,17 +153,13 @@ def save_model(model: nn.Module, path: str | os.PathLike, kind: str | None = Non
         raise ValueError(f"extra_metadata may not replace {sorted(clash)}")
     metadata.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+
+    def write(temp_name: str) -> None:
         save_file(tensors, temp_name, metadata=metadata)
         with open(temp_name, "rb") as written:
             os.fsync(written.fileno())
-        os.chmod(temp_name, 0o666 & ~current_umask())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path
 
 
@@ -341,9 +336,8 @@ _HF_SKIPPED_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.", 
 
 def _file_kind(path: str) -> str | None:
     try:
-        with safe_open(path, framework="pt") as handle:
-            return (handle.metadata() or {}).get("kind")
-    except (SafetensorError, OSError):
+        return read_metadata(path).get("kind")
+    except ValueError:
         return None
 
 

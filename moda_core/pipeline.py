@@ -225,9 +225,9 @@ def reference_at(subject: Subject, size: int) -> torch.Tensor:
     """The subject's reference image as float ``[size, size, 3]`` in 0..1 (area-resized like the authors)."""
     import cv2
 
-    image = subject.reference_image.numpy()
-    if image.shape[0] != size:
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    if subject.reference_image.shape[0] == size:
+        return subject.reference_float()
+    image = cv2.resize(subject.reference_image.numpy(), (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(image).to(torch.float32) / 255.0
 
 

@@ -13,7 +13,6 @@ larger = smaller head). Offset R holds these relative to the subject's mean pose
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
+from .util import file_fingerprint, inside
 
 EDIT_CATEGORY = f"{CATEGORY}/Edit"
 OUTPUT_SUBFOLDER = "moda"                   # curves are written next to SaveRepr's files: output/moda/
@@ -473,14 +473,10 @@ def list_curve_files() -> list[str]:
             + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _walk_curve_files(output_moda)])
 
 
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath((path, folder)) == folder
-
 
 def resolve_curves_path(name: str) -> str:
     path = folder_paths.get_annotated_filepath(name)
-    if not any(_inside(path, root) for root in (folder_paths.get_input_directory(),
+    if not any(inside(path, root) for root in (folder_paths.get_input_directory(),
                                                 folder_paths.get_output_directory())):
         raise node_error(MODAApplyCurves.DISPLAY_NAME, "curves_file", f"{name!r} points outside the input and "
                          "output folders", "pick a file from the list")
@@ -583,14 +579,7 @@ class MODAApplyCurves(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, curves_file: str, **_):
         """Re-run when the file's bytes change (sha256, as core LoadAudio does)."""
-        try:
-            digest = hashlib.sha256()
-            with open(resolve_curves_path(curves_file), "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
-        except (OSError, ValueError):
-            return float("nan")
+        return file_fingerprint(lambda: resolve_curves_path(curves_file))
 
 
 # ---------------------------------------------------------------- eyes

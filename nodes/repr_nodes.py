@@ -1,7 +1,6 @@
 """Nodes that save, load and describe R (MODA's talking representation, :class:`moda_core.repr.TalkingRepr`)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -13,6 +12,7 @@ from comfy_api.latest import io, ui
 from moda_core.repr import ReprError, TalkingRepr
 
 from .types import CATEGORY, MODA_REPR, node_error
+from .util import file_fingerprint, inside
 
 REPR_SUFFIXES = (".safetensors", ".npz")
 OUTPUT_SUBFOLDER = "moda"              # SaveRepr writes here; LoadRepr lists it as "moda/<file> [output]"
@@ -59,16 +59,12 @@ def list_repr_files() -> list[str]:
             + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _walk_repr_files(output_moda)])
 
 
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return os.path.commonpath((path, folder)) == folder
-
 
 def resolve_repr_path(name: str) -> str:
     """Full path of a LoadRepr choice; refuses names that leave the input and output folders."""
     path = folder_paths.get_annotated_filepath(name)
     roots = (folder_paths.get_input_directory(), folder_paths.get_output_directory())
-    if not any(_inside(path, root) for root in roots):
+    if not any(inside(path, root) for root in roots):
         raise node_error(MODALoadRepr.DISPLAY_NAME, "repr_file", f"{name!r} points outside the input and output "
                          "folders", "pick a file from the list")
     return path
@@ -170,15 +166,7 @@ class MODALoadRepr(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, repr_file: str):
         """Re-run when the file's bytes change (sha256, as core LoadAudio does)."""
-        try:
-            path = resolve_repr_path(repr_file)
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
-        except (OSError, ValueError):
-            return float("nan")          # unreadable: always re-run, execute reports the problem
+        return file_fingerprint(lambda: resolve_repr_path(repr_file))
 
 
 def describe_repr(r: TalkingRepr) -> str:

@@ -4,7 +4,6 @@ The MediaPipe model files (face_landmarker.task, selfie_segmenter.tflite) are re
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 import comfy.model_management
@@ -18,9 +17,9 @@ from moda_core.drawing import draw_condition_frame
 from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
 from moda_core.subject import SUBJECT_FORMAT, Subject, SubjectError
 
-from .repr_nodes import _inside
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
-from .util import expect, expect_images, log, progress_callback, require_mediapipe, safetensors_header
+from .util import (expect, expect_images, file_fingerprint, inside, log, progress_callback, require_mediapipe,
+                   safetensors_header)
 
 OUTPUT_SUBFOLDER = "moda"               # MODA Save Subject writes here, as MODA Save Repr does
 SUBJECT_SUFFIX = ".safetensors"
@@ -212,7 +211,7 @@ class MODALoadSubject(io.ComfyNode):
     @classmethod
     def _path(cls, subject_file: str) -> str:
         path = folder_paths.get_annotated_filepath(subject_file)
-        if not any(_inside(path, root) for root in (folder_paths.get_input_directory(),
+        if not any(inside(path, root) for root in (folder_paths.get_input_directory(),
                                                      folder_paths.get_output_directory())):
             raise node_error(cls.DISPLAY_NAME, "subject_file", f"{subject_file!r} points outside the input and "
                              "output folders", "pick a file from the list")
@@ -230,11 +229,7 @@ class MODALoadSubject(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, subject_file: str):
         """Re-run when the file's bytes change (sha256, as core LoadAudio does)."""
-        try:
-            with open(cls._path(subject_file), "rb") as handle:
-                return hashlib.sha256(handle.read()).hexdigest()
-        except (OSError, ValueError):
-            return float("nan")
+        return file_fingerprint(lambda: cls._path(subject_file))
 
 
 NODES = [MODASubjectFromImage, MODASubjectFromVideo, MODASaveSubject, MODALoadSubject]

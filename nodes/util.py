@@ -3,6 +3,7 @@ precision), progress with cancel, and ComfyUI AUDIO -> 16 kHz mono."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -221,3 +222,22 @@ def require_mediapipe(display_name: str, input_name: str) -> str:
             raise node_error(display_name, input_name, f"MediaPipe model file {name} is missing from {folder}",
                              f"copy it there from the pack's samples/models/ (or download {MODEL_URLS[name]})")
     return folder
+
+
+def inside(path: str, folder: str) -> bool:
+    """True when ``path`` (after resolving links) lies in ``folder``."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath((path, folder)) == folder
+
+
+def file_fingerprint(resolve: Callable[[], str]):
+    """sha256 of the file ``resolve()`` names, as core LoadAudio fingerprints its file; NaN (always re-run,
+    execute then reports the problem) when it cannot be resolved or read."""
+    try:
+        digest = hashlib.sha256()
+        with open(resolve(), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except (OSError, ValueError):
+        return float("nan")

@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from moda_core.bench import (build_models, format_report, matmul_peak_gflops, prepare_renderer, profile_pipeline,
-                                 renderer_flops)
+    from moda_core.bench import build_models, format_report, matmul_peak_gflops, profile_pipeline, renderer_flops
+    from moda_core.models.renderer import prepare_for_inference
     from moda_core.preprocess import load_audio, subject_from_photo
 
     started = time.perf_counter()
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     wave = np.resize(wave, int(args.seconds * rate))
     models = build_models(args.config, args.device)
     flops = renderer_flops(models.renderer)
-    prepare_renderer(models, args.precision)
+    prepare_for_inference(models.renderer, args.precision)
     peaks = {"fp32": matmul_peak_gflops(torch.float32, device=args.device)}
     if args.precision != "fp32":
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float16

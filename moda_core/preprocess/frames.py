@@ -14,18 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from moda_core.landmarks import eye_indices, mouth_indices
-from moda_core.preprocess.crop import crop_box_for
 from moda_core.preprocess.errors import PreprocessError
 from moda_core.preprocess.face_geometry import load_frontal_reference
 from moda_core.preprocess.images import read_image
 from moda_core.preprocess.landmarks import FaceLandmarks
-from moda_core.preprocess.pose import canonicalise, head_pose, require_face_size, to_image_space
-from moda_core.preprocess.sample import MIN_FACE_FRACTION, Progress, _fill_and_smooth
+from moda_core.preprocess.pose import to_image_space
+from moda_core.preprocess.sample import Progress, _face_track, _motion_repr, _torso_track
 from moda_core.preprocess.segmentation import PersonSegmenter
-from moda_core.preprocess.torso import billboard, fallback_shoulders, shoulder_points, smooth_track
+from moda_core.preprocess.torso import shoulder_points
 from moda_core.repr import TalkingRepr
-from moda_core.subject import REFERENCE_SIZE, Subject
+from moda_core.subject import Subject
 
 FramesInput = np.ndarray | torch.Tensor | list
 
@@ -69,17 +67,8 @@ def subject_from_frames(frames: FramesInput, fps: float, models_dir: str | os.Pa
                 raw[k] = to_image_space(found[0])
             report("landmarks", k + 1, count)
         reference = load_frontal_reference(landmarker.model_path)
-    found = np.isfinite(raw).all(axis=(1, 2))
-    if found.mean() < MIN_FACE_FRACTION:
-        raise PreprocessError(f"a face was found in only {found.sum()} of {count} frames (need "
-                              f"{MIN_FACE_FRACTION:.0%}); use a clip where the face stays visible")
-    source_faces = _fill_and_smooth(raw, found)
-    median_pose = np.median(head_pose(source_faces, reference), axis=0)
-    require_face_size(median_pose, "the frames")
-    box = crop_box_for(median_pose[3:5], float(median_pose[6]))
-    faces = box.to_crop(source_faces)
-    poses = head_pose(faces, reference)
-    canonical = canonicalise(faces, poses)
+    track = _face_track(raw, np.arange(count), reference, label="the frames")
+    box, faces, found = track.box, track.faces, track.found
 
     shoulders, sides = np.zeros((count, 18, 2)), np.zeros(count, dtype=np.int64)
     reference_frame, reference_good = 0, False
@@ -93,24 +82,13 @@ def subject_from_frames(frames: FramesInput, fps: float, models_dir: str | os.Pa
                 reference_frame, reference_good = k, True
             report("crop+torso", k + 1, count)
 
-    warnings = []
-    torso_found = sides > 0
-    if torso_found.any():
-        shoulders = smooth_track(shoulders, torso_found)
-    else:
-        shoulders = np.stack([fallback_shoulders(face, REFERENCE_SIZE) for face in faces])
-        warnings.append("no shoulders visible in any frame; using a default shoulder line below the chin")
-    if not found.all():
-        warnings.append(f"no face in {int((~found).sum())} frame(s); their landmarks are interpolated")
-    torso = canonicalise(billboard(shoulders, faces), poses)
+    torso, torso_found, warnings = _torso_track(shoulders, sides, track)
 
     source = _frame(frames, reference_frame)
-    subject = Subject(reference_image=box.cut(source), template=canonical.mean(0), mean_head_pose=poses.mean(0),
-                      mean_torso=torso.mean(0), crop_to_source=box.crop_to_source,
+    subject = Subject(reference_image=box.cut(source), template=track.canonical.mean(0),
+                      mean_head_pose=track.poses.mean(0), mean_torso=torso.mean(0), crop_to_source=box.crop_to_source,
                       source_size=(source.shape[1], source.shape[0]), name=name, source_image=source)
-    r = TalkingRepr(mouth=canonical[:, mouth_indices()], eyes=canonical[:, eye_indices()], face=canonical,
-                    head_pose=poses, torso=torso, fps=fps, subject=name,
-                    meta={"source": "frames", "reference_frame": str(reference_frame)}).to(dtype=torch.float32)
+    r = _motion_repr(track, torso, fps, name, {"source": "frames", "reference_frame": str(reference_frame)})
     summary = FramesSummary(num_frames=count, reference_frame=reference_frame,
                             frames_without_face=np.flatnonzero(~found).tolist(),
                             frames_without_torso=np.flatnonzero(~torso_found).tolist(), warnings=warnings)

@@ -196,13 +196,19 @@ class _FaceTrack:
 def _analyse_faces(info: VideoInfo, fps: float, max_seconds: float | None, models_dir,
                    progress: Progress) -> _FaceTrack:
     raw, sources, reference = _track_faces(info, fps, max_seconds, models_dir, progress)
+    return _face_track(raw, sources, reference, label=str(info.path), where=f" of {info.path}")
+
+
+def _face_track(raw: np.ndarray, sources: np.ndarray, reference: FrontalReference, *, label: str,
+                where: str = "") -> _FaceTrack:
+    """Pass-1 geometry from detections ``raw [T, 478, 3]`` (NaN where no face): one crop box, poses, canonical."""
     found = np.isfinite(raw).all(axis=(1, 2))
     if found.mean() < MIN_FACE_FRACTION:
-        raise PreprocessError(f"a face was found in only {found.sum()} of {len(found)} frames of {info.path} "
+        raise PreprocessError(f"a face was found in only {found.sum()} of {len(found)} frames{where} "
                               f"(need {MIN_FACE_FRACTION:.0%}); use a clip where the face stays visible")
     source_faces = _fill_and_smooth(raw, found)
     median_pose = np.median(head_pose(source_faces, reference), axis=0)
-    require_face_size(median_pose, str(info.path))
+    require_face_size(median_pose, label)
     box = crop_box_for(median_pose[3:5], float(median_pose[6]))
     faces = box.to_crop(source_faces)
     poses = head_pose(faces, reference)
@@ -210,11 +216,9 @@ def _analyse_faces(info: VideoInfo, fps: float, max_seconds: float | None, model
                       canonical=canonicalise(faces, poses))
 
 
-def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, audio: np.ndarray,
-                  max_seconds: float | None, models_dir, progress: Progress) -> SampleSummary:
-    """Pass 2 and every file of the folder (written into ``folder``, a temporary directory)."""
-    shoulders, sides, reference_crop = _crop_and_segment(info, fps, max_seconds, track.box, track.faces,
-                                                         track.found, folder, models_dir, progress)
+def _torso_track(shoulders: np.ndarray, sides: np.ndarray, track: _FaceTrack) -> tuple[np.ndarray, np.ndarray,
+                                                                                      list[str]]:
+    """Canonical torso ``[T, 18, 3]`` (smoothed, or a default line when never seen), torso flags, warnings."""
     torso_found = sides > 0
     warnings = []
     if torso_found.any():
@@ -224,17 +228,31 @@ def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, 
         warnings.append("no shoulders visible in any frame; using a default shoulder line below the chin")
     if not track.found.all():
         warnings.append(f"no face in {int((~track.found).sum())} frame(s); their landmarks are interpolated")
-    torso = canonicalise(billboard(shoulders, track.faces), track.poses)
+    return canonicalise(billboard(shoulders, track.faces), track.poses), torso_found, warnings
+
+
+def _motion_repr(track: _FaceTrack, torso: np.ndarray, fps: float, name: str, meta: dict) -> TalkingRepr:
+    """The absolute ground-truth R of a tracked clip (float32)."""
+    canonical = track.canonical
+    return TalkingRepr(mouth=canonical[:, mouth_indices()], eyes=canonical[:, eye_indices()], face=canonical,
+                       head_pose=track.poses, torso=torso, fps=fps, subject=name, meta=meta).to(dtype=torch.float32)
+
+
+def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, audio: np.ndarray,
+                  max_seconds: float | None, models_dir, progress: Progress) -> SampleSummary:
+    """Pass 2 and every file of the folder (written into ``folder``, a temporary directory)."""
+    shoulders, sides, reference_crop = _crop_and_segment(info, fps, max_seconds, track.box, track.faces,
+                                                         track.found, folder, models_dir, progress)
+    torso, torso_found, warnings = _torso_track(shoulders, sides, track)
     canonical, poses = track.canonical, track.poses
     num_frames = len(canonical)
     samples = int(round(num_frames * AUDIO_RATE / fps))
     name = info.path.stem
     crop_to_source = track.box.crop_to_source
 
-    TalkingRepr(mouth=canonical[:, mouth_indices()], eyes=canonical[:, eye_indices()], face=canonical,
-                head_pose=poses, torso=torso, fps=fps, subject=name,
-                meta={"source": info.path.name, "crop_to_source": json.dumps(crop_to_source.tolist())}
-                ).to(dtype=torch.float32).save(folder / "repr.safetensors")
+    _motion_repr(track, torso, fps, name, {"source": info.path.name,
+                                           "crop_to_source": json.dumps(crop_to_source.tolist())}
+                 ).save(folder / "repr.safetensors")
     Subject(reference_image=reference_crop, template=canonical.mean(0), mean_head_pose=poses.mean(0),
             mean_torso=torso.mean(0), crop_to_source=crop_to_source, source_size=(info.width, info.height),
             name=name).save(folder / "subject.safetensors")

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from moda_core.checkpoints import build_model, load_model, save_model
+from moda_core.fileio import atomic_write
 
 STATE_VERSION = 1
 
@@ -188,9 +189,7 @@ def _save_state(task: TrainingTask, folder: Path, counters: _Counters) -> None:
     state = {"version": STATE_VERSION, "step": counters.step, "epoch": counters.epoch,
              "epoch_step": counters.epoch_step, "best_val": counters.best_val, "best_step": counters.best_step,
              "optimizers": {name: opt.state_dict() for name, opt in task.optimizers.items()}}
-    tmp = folder / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / "state.pt")
+    atomic_write(folder / "state.pt", lambda tmp: torch.save(state, tmp))
 
 
 def load_network_weights(network: nn.Module, path: Path, kind: str) -> None:

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import torch
 
-from moda_core.train.quickstart import QuickstartConfig, run_quickstart
-
-HELD_OUT_FRACTION = 0.2
+from moda_core.train.quickstart import HELD_OUT_FRACTION, QuickstartConfig, run_quickstart
 
 
 @dataclass
@@ -34,12 +32,12 @@ def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
     from moda_core.models.audio_encoder import SAMPLE_RATE
     from moda_core.pipeline import AnimateOptions, MODAModels, motion_pipeline, render_stream
     from moda_core.preprocess import load_audio
-    from moda_core.train.datasets import load_sample, read_frame
+    from moda_core.train.datasets import load_sample, read_frame, split_range
     from moda_core.video import VideoWriter
 
     trained = run_quickstart(replace(config, audio=config.video), log)
     sample = load_sample(trained.weights_dir / "sample", fps=config.fps)
-    start = round(sample.num_frames * (1.0 - HELD_OUT_FRACTION))
+    start = split_range(sample.num_frames, "val", HELD_OUT_FRACTION).start
     wave, _ = load_audio(trained.weights_dir / "sample" / "audio.wav")
     held_out_audio = wave[int(round(start / sample.fps * SAMPLE_RATE)):]
     models = MODAModels.load(trained.weights_dir)

@@ -32,11 +32,13 @@ import torch
 from moda_core.geometry import CANONICALISATION_FACE_CENTER
 from moda_core.pipeline import WEIGHT_FILES
 from moda_core.tpe import TPEConfig
+from moda_core.train.datasets import split_range
 from moda_core.train.loop import LoopConfig, TrainResult
 from moda_core.train.presets import preset_config
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
 OUTPUT_SIZE = 512
+HELD_OUT_FRACTION = 0.2   # the trainers' default val_fraction: the last 20 % of the clip
 TPE_JITTER = 9000          # frames (5 minutes at 30 fps): audio up to that length stays within trained TPE values
 
 
@@ -168,7 +170,7 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
     tic = time.monotonic()
     models = MODAModels.load(out, device=device)
     psnr, ssim = evaluate_renderer(models.renderer, sample, tpe=tpe, size=OUTPUT_SIZE)
-    held_out = sample.num_frames - round(sample.num_frames * 0.8)
+    held_out = len(split_range(sample.num_frames, "val", HELD_OUT_FRACTION))
     log(f"eval: held-out renderer PSNR {psnr:.2f} dB, SSIM {ssim:.4f} on the clip's last {held_out} frames (20 %), "
         f"ground-truth conditions, rendered at {models.render_size} px, compared at {OUTPUT_SIZE} px "
         f"({timed('eval', tic):.1f} s)")

@@ -179,8 +179,9 @@ def evaluate_renderer(renderer: RenderGenerator, sample: SampleData, *, tpe: TPE
     frames = RenderFrames(sample, "val", renderer_size, tpe=tpe, val_fraction=val_fraction, face_center=face_center)
     device = next(renderer.parameters()).device
     renders, reals = [], []
+    renderer.eval()
     for batch in DataLoader(frames, batch_size=batch_size):
-        images = (render(renderer.eval(), batch["input"].to(device)).clamp(-1, 1) + 1.0) / 2.0
+        images = (render(renderer, batch["input"].to(device)).clamp(-1, 1) + 1.0) / 2.0
         if size != renderer_size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         renders.append(images.clamp(0, 1).permute(0, 2, 3, 1).cpu())
