@@ -231,30 +231,38 @@ def reference_at(subject: Subject, size: int) -> torch.Tensor:
     return torch.from_numpy(image).to(torch.float32) / 255.0
 
 
-def paste_into_source(frames: torch.Tensor, subject: Subject, feather: int = 24) -> torch.Tensor:
-    """Warp rendered crops ``[B, S, S, 3]`` back into the source photo with a feathered edge."""
-    import cv2
+class PasteBack:
+    """Warps rendered crops ``[B, S, S, 3]`` back into the subject's source photo with a feathered edge.
 
-    if subject.source_image is None:
-        raise ValueError("paste-back needs the subject's source photo; build the subject from a photo "
-                         "(moda prepare photo) so it keeps it")
-    width, height = subject.source_size
-    size = frames.shape[1]
-    scale = 512.0 / size                                   # crop_to_source is in 512-px crop coordinates
-    matrix = subject.crop_to_source.numpy().copy()
-    matrix[:, :2] *= scale
-    mask = np.zeros((size, size), np.float32)
-    inset = max(1, int(round(feather / scale)))
-    mask[inset:-inset, inset:-inset] = 1.0
-    mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(inset / 2.0, 0.5))
-    warped_mask = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_LINEAR)[..., None]
-    source = subject.source_image.numpy().astype(np.float32) / 255.0
-    out = np.empty((frames.shape[0], height, width, 3), np.float32)
-    for i, frame in enumerate(frames.numpy()):
-        warped = cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-        out[i] = warped * warped_mask + source * (1.0 - warped_mask)
-    return torch.from_numpy(out)
+    The mask, its warp and the photo are prepared once; each call only warps and blends the frames.
+    """
+
+    def __init__(self, subject: Subject, size: int, feather: int = 24):
+        import cv2
+
+        if subject.source_image is None:
+            raise ValueError("paste-back needs the subject's source photo; build the subject from a photo "
+                             "(moda prepare photo) so it keeps it")
+        self.width, self.height = subject.source_size
+        scale = 512.0 / size                                   # crop_to_source is in 512-px crop coordinates
+        self.matrix = subject.crop_to_source.numpy().copy()
+        self.matrix[:, :2] *= scale
+        mask = np.zeros((size, size), np.float32)
+        inset = max(1, int(round(feather / scale)))
+        mask[inset:-inset, inset:-inset] = 1.0
+        mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(inset / 2.0, 0.5))
+        self.mask = cv2.warpAffine(mask, self.matrix, (self.width, self.height), flags=cv2.INTER_LINEAR)[..., None]
+        self.background = subject.source_image.numpy().astype(np.float32) / 255.0 * (1.0 - self.mask)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        import cv2
+
+        out = np.empty((frames.shape[0], self.height, self.width, 3), np.float32)
+        for i, frame in enumerate(frames.numpy()):
+            warped = cv2.warpAffine(frame, self.matrix, (self.width, self.height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            out[i] = warped * self.mask + self.background
+        return torch.from_numpy(out)
 
 
 # ----------------------------------------------------------------------------------------- 6. all together
@@ -286,14 +294,15 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
     tpe = options.tpe or settings.tpe
     size = renderer.config.image_size
     reference = reference_at(subject, size)
+    paste = PasteBack(subject, size, options.paste_feather) if options.paste_back else None
     for start, conditions in condition_batches(r, subject, sample=options.sample, batch_size=options.batch_size,
                                                face_center=face_center, style=options.drawing_style,
                                                size=size):
         frames = render_batch(renderer, conditions, reference, start, tpe=tpe, precision=options.precision)
         if options.layout == "debug":
             frames = torch.cat([frames, reference.expand_as(frames), conditions], dim=2)
-        elif options.paste_back:
-            frames = paste_into_source(frames, subject, options.paste_feather)
+        elif paste is not None:
+            frames = paste(frames)
         if options.output_size is not None and not options.paste_back and options.layout == "render":
             frames = _resize(frames, options.output_size)
         if progress:

@@ -7,14 +7,13 @@ leaves a partial mp4 under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from moda_core.fileio import current_umask
+from moda_core.fileio import commit, temp_beside
 
 
 def _to_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -52,8 +51,7 @@ class VideoWriter:
         self.frames_written = 0
         self._container = None
         self._video = None
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
-        os.close(fd)
+        self._tmp = temp_beside(self.path)
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -124,8 +122,7 @@ class VideoWriter:
                 self._write_audio()
             self._container.close()
             self._container = None
-            os.chmod(self._tmp, 0o666 & ~current_umask())
-            os.replace(self._tmp, self.path)
+            commit(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from moda_core.pipeline import paste_into_source, reference_at, render_batch
+from moda_core.pipeline import PasteBack, reference_at, render_batch
 from moda_core.render_settings import RenderSettings
 from moda_core.subject import Subject
 
@@ -113,10 +113,10 @@ class MODAPasteBack(io.ComfyNode):
                              "or MODA Subject from Video (loaded sample subjects have none)")
         count = images.shape[0]
         report = progress_callback(count)
-        pasted = []
+        paste, pasted = PasteBack(subject, images.shape[1], feather), []
         for start in range(0, count, PASTE_CHUNK):
             chunk = images[start:start + PASTE_CHUNK].to("cpu", torch.float32)
-            pasted.append(paste_into_source(chunk, subject, feather))
+            pasted.append(paste(chunk))
             report(start + chunk.shape[0], count)
         return io.NodeOutput(torch.cat(pasted).to(comfy.model_management.intermediate_device()))
 
