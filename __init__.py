@@ -13,11 +13,12 @@ except ImportError:
     # Appended, not prepended: our `nodes/` folder must never shadow ComfyUI's own `nodes` module.
     sys.path.append(_PACK_DIR)
 
-try:
-    from .nodes import comfy_entrypoint  # noqa: F401
-except ImportError as err:
-    if not (err.name or "").startswith(("comfy", "folder_paths", "server")):
-        raise
-    comfy_entrypoint = None  # not running inside ComfyUI
+comfy_entrypoint = None  # not running inside ComfyUI
+if __package__:  # pytest imports this file as a plain module when the folder name is not an identifier
+    try:
+        from .nodes import comfy_entrypoint  # noqa: F401
+    except ImportError as err:
+        if not (err.name or "").startswith(("comfy", "folder_paths", "server")):
+            raise
 
 __all__ = ["comfy_entrypoint"]

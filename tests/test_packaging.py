@@ -89,3 +89,15 @@ def test_every_python_package_is_listed_in_pyproject():
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "moda_core").rglob("*.py")
              if "__pycache__" not in p.parts}
     assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
+
+
+def test_pack_imports_as_a_plain_module_too():
+    """pytest imports the root __init__.py without a package when the clone's folder is e.g. 'comfyui-moda'."""
+    code = (
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('__init__', {str(REPO / '__init__.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "assert module.comfy_entrypoint is None\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
