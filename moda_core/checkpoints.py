@@ -257,10 +257,10 @@ def read_authors_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        refusal = re.search(r"WeightsUnpickler error: ([^\n]*)", str(err))
-        if refusal is None:
-            raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): "
-                             f"{_first_line(err)}") from None
+        refusal = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
+        if refusal is None or refusal.group(1).startswith("Unsupported operand"):   # not a pickle at all
+            detail = refusal.group(1) if refusal else _first_line(err)
+            raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {detail}") from None
         reason = refusal.group(1).split(". ")[0]
         raise ValueError(f"{path}: refused: the file holds objects other than tensors, which torch.load "
                          f"(weights_only=True) does not unpickle for safety ({reason})") from None

@@ -6,7 +6,7 @@ import torch
 
 from moda_core import TalkingRepr
 from moda_core.metrics import MetricResult, MetricsReport, evaluate, syncnet_confidence
-from moda_core.metrics.syncnet import NO_WEIGHTS_REASON, NOT_IMPLEMENTED_REASON
+from moda_core.metrics.syncnet import NO_WEIGHTS_REASON
 
 
 def make_r(samples=1, frames=8, shift=0.0, seed=0):
@@ -71,14 +71,27 @@ def test_report_table_formats():
 
 def test_syncnet_skip_paths(tmp_path):
     video, audio = frames(), torch.zeros(1, 2, 8000)
-    result = syncnet_confidence(video, audio, 16000)
-    assert result.name == "Sync" and result.value is None and result.skipped == NO_WEIGHTS_REASON
+    rows = syncnet_confidence(video, audio, 16000)
+    assert [(r.name, r.value, r.skipped) for r in rows] == [("Sync", None, NO_WEIGHTS_REASON),
+                                                            ("Sync-D", None, NO_WEIGHTS_REASON)]
     with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
-        syncnet_confidence(video, audio, 16000, weights_path=tmp_path / "missing.model")
+        syncnet_confidence(video, audio, 16000, fps=25, weights_path=tmp_path / "missing.model")
     weights = tmp_path / "syncnet_v2.model"
     weights.write_bytes(b"not really weights")
-    found = syncnet_confidence(video, audio, 16000, weights_path=weights)
-    assert found.skipped == NOT_IMPLEMENTED_REASON and found.details["weights_path"] == str(weights)
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        syncnet_confidence(video, audio, 16000, fps=25, weights_path=weights)
+
+
+def test_evaluate_reports_sync_problems_as_rows(tmp_path):
+    from moda_core.models.syncnet import SyncNet, SyncNetConfig
+
+    network = SyncNet(SyncNetConfig.tiny()).eval()
+    report = evaluate(generated_frames=frames(t=3), audio=np.zeros(16000), sample_rate=16000, fps=25,
+                      syncnet=network)
+    assert report["Sync"].skipped.startswith("error: SyncNet needs at least 7 frames")
+    assert report["Sync-D"].skipped == report["Sync"].skipped
+    no_rate = evaluate(generated_frames=frames(t=3), audio=np.zeros(16000), sample_rate=16000, syncnet=network)
+    assert no_rate["Sync"].skipped == "error: SyncNet needs the frame rate of the frames (fps)"
 
 
 def test_syncnet_bad_inputs_raise():

@@ -7,7 +7,8 @@ so), validates shapes with a ``ValueError``, and documents its definition and un
 * :mod:`.image`: :func:`psnr` (dB, capped at 100), :func:`ssim`, :func:`niqe` (skipped, with the reason).
 * :mod:`.temporal`: :func:`tcm` (eq. 16, Farneback optical flow).
 * :mod:`.motion`: :func:`diversity` (Table 3), :func:`head_pose_stats`, :func:`blink_rate`.
-* :mod:`.syncnet`: :func:`syncnet_confidence` (skipped, with the reason).
+* :mod:`.syncnet`: :func:`syncnet_confidence` ("Sync" / "Sync-D", LSE-C / LSE-D, with user-supplied SyncNet
+  weights), :func:`load_syncnet`, :func:`score_video`; :mod:`.mfcc`: SyncNet's MFCC front end.
 * :mod:`.report`: :class:`MetricResult`, :class:`MetricsReport` (text / Markdown / JSON), :func:`evaluate`.
 """
 from moda_core.metrics.report import MetricResult, MetricsReport, evaluate
@@ -15,7 +16,7 @@ from moda_core.metrics.landmarks import lip_contour, lmd, lmd_v, mouth_area_iou
 from moda_core.metrics.image import NIQE_SKIP_REASON, PSNR_CAP_DB, niqe, psnr, psnr_per_frame, ssim, ssim_per_frame
 from moda_core.metrics.temporal import tcm, tcm_per_frame
 from moda_core.metrics.motion import blink_rate, diversity, eye_openness_series, head_pose_stats
-from moda_core.metrics.syncnet import syncnet_confidence
+from moda_core.metrics.syncnet import load_syncnet, score_video, syncnet_confidence
 
 __all__ = [
     "MetricResult", "MetricsReport", "evaluate",
@@ -23,5 +24,5 @@ __all__ = [
     "psnr", "psnr_per_frame", "ssim", "ssim_per_frame", "niqe", "PSNR_CAP_DB", "NIQE_SKIP_REASON",
     "tcm", "tcm_per_frame",
     "diversity", "head_pose_stats", "blink_rate", "eye_openness_series",
-    "syncnet_confidence",
+    "syncnet_confidence", "load_syncnet", "score_video",
 ]

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:
+    from moda_core.models.syncnet import SyncNet
     from moda_core.repr import TalkingRepr
     from moda_core.subject import Subject
 
@@ -132,20 +135,25 @@ def to_numpy(x: Any, name: str = "input") -> np.ndarray:
 # ---------------------------------------------------------------- everything at once
 def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | None" = None, *,
              subject: "Subject | None" = None, generated_frames: Any = None, reference_frames: Any = None,
-             audio: Any = None, sample_rate: int | None = None, syncnet_weights: str | None = None,
-             dims: int = 2) -> MetricsReport:
+             audio: Any = None, sample_rate: int | None = None, fps: float | None = None,
+             syncnet_weights: str | os.PathLike | None = None, syncnet: "SyncNet | None" = None,
+             sync_rows: list[MetricResult] | None = None, models_dir: str | os.PathLike | None = None,
+             progress: Callable[[int, int], None] | None = None, dims: int = 2) -> MetricsReport:
     """Compute every metric the inputs allow; the rest are rows with a ``skipped`` reason.
 
     * ``generated`` / ``reference``: R (absolute, or offsets plus ``subject``) for LMD, LMD-v, MA; ``generated``
       alone gives diversity (when it has >= 2 samples), head-pose range/speed and blink rate.
     * ``generated_frames`` / ``reference_frames``: ``[T, H, W, 3]`` video for PSNR, SSIM, TCM; NIQE is reported
       as skipped (see :func:`moda_core.metrics.image.niqe`).
-    * ``audio`` + ``sample_rate`` + ``syncnet_weights``: SyncNet confidence (see :mod:`moda_core.metrics.syncnet`).
+    * ``generated_frames`` at ``fps`` (default: ``generated.fps``) + ``audio`` + ``sample_rate`` + SyncNet
+      (``syncnet_weights``, a file, or ``syncnet``, a loaded network): "Sync" and "Sync-D" (LSE-C / LSE-D, see
+      :mod:`moda_core.metrics.syncnet`; face boxes from MediaPipe models in ``models_dir``). ``sync_rows``
+      are those two rows computed elsewhere (e.g. streamed from a video file).
 
     A metric whose inputs are invalid (a ``ValueError``, e.g. frame counts differ) becomes a skipped row
     whose reason starts with ``"error:"``.
     """
-    from moda_core.metrics import image, landmarks, motion, syncnet, temporal
+    from moda_core.metrics import image, landmarks, motion, temporal
     from moda_core.geometry import HEAD_POSE_AXES
 
     report = MetricsReport()
@@ -176,10 +184,11 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
         report.add(MetricResult.skip("NIQE", "needs generated frames", "", False))
     else:
         report.add(image.niqe(generated_frames))
-    if generated_frames is None or audio is None:
-        report.add(MetricResult.skip("Sync", "needs generated frames and the audio", "", True))
-    else:
-        report.add(syncnet.syncnet_confidence(generated_frames, audio, sample_rate, weights_path=syncnet_weights))
+    if sync_rows is None:
+        sync_rows = _sync_rows(generated, generated_frames, audio, sample_rate, fps, syncnet_weights, syncnet,
+                               models_dir, progress)
+    for row in sync_rows:
+        report.add(row)
 
     gen = None if generated is not None else "needs a generated R"
     diverse = gen or (None if generated.num_samples >= 2 else
@@ -198,3 +207,16 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
         run(f"pose speed {axis}", f"{unit}/s", None, reason, lambda a=axis: stats[a]["speed"])
     run("blink rate", "blinks/min", None, gen, lambda: motion.blink_rate(generated, subject=subject))
     return report
+
+
+def _sync_rows(generated, frames, audio, sample_rate, fps, weights, network, models_dir, progress) -> list[MetricResult]:
+    from moda_core.metrics import syncnet
+
+    if frames is None or audio is None:
+        return syncnet.skipped_rows("needs generated frames and the audio")
+    fps = fps if fps is not None else (generated.fps if generated is not None else None)
+    try:
+        return syncnet.syncnet_confidence(frames, audio, sample_rate, fps=fps, weights_path=weights, network=network,
+                                          models_dir=models_dir, progress=progress)
+    except ValueError as err:
+        return syncnet.skipped_rows(f"error: {err}")
