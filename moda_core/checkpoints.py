@@ -264,7 +264,7 @@ def read_authors_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         reason = refusal.group(1).split(". ")[0]
         raise ValueError(f"{path}: refused: the file holds objects other than tensors, which torch.load "
                          f"(weights_only=True) does not unpickle for safety ({reason})") from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as err:
+    except Exception as err:                     # any other parse failure (struct.error, EOFError, ...) of a bad file
         raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): "
                          f"{_first_line(err)}") from None
     if not isinstance(loaded, Mapping):

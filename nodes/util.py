@@ -23,7 +23,7 @@ from moda_core.preprocess import FACE_LANDMARKER, MODEL_URLS, SELFIE_SEGMENTER, 
 from .types import node_error
 
 MODEL_FOLDER = "moda"                        # folder_paths key: <ComfyUI>/models/moda (+ extra_model_paths.yaml)
-WEIGHT_SUFFIXES = {".safetensors"}
+WEIGHT_SUFFIXES = {".safetensors", ".model"}   # .model: SyncNet's published file
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _NAMES = {dtype: name for name, dtype in _DTYPES.items()}

@@ -44,3 +44,34 @@ def test_eval_identical_videos(tmp_path, capsys):
 def test_eval_needs_an_input(capsys):
     assert main(["eval"]) == 2
     assert "give --generated" in capsys.readouterr().err
+
+
+def test_eval_sync_of_a_video_with_user_weights(tmp_path, capsys, data_dir):
+    from moda_core.models.syncnet import SyncNet, SyncNetConfig
+
+    torch.manual_seed(0)
+    weights = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNet(SyncNetConfig.tiny()).state_dict(), weights)
+    video = data_dir / "video" / "may_5s.mp4"
+    assert main(["eval", "--generated-video", str(video), "--syncnet", str(weights), "--models",
+                 str(data_dir / "models"), "--format", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}
+    assert rows["Sync"]["value"] >= 0 and rows["Sync-D"]["value"] > 0
+    assert rows["Sync"]["details"]["windows"] == 120 and rows["Sync"]["details"]["weights"] == str(weights)
+    assert abs(rows["Sync"]["details"]["min_distance"] - rows["Sync-D"]["value"]) < 1e-12
+    from scipy.io import wavfile
+
+    from moda_core.preprocess import load_audio
+
+    wave, rate = load_audio(data_dir / "audio" / "en_hdtf_radio31.wav")
+    wavfile.write(tmp_path / "two_seconds.wav", rate, wave[:2 * rate])            # --audio replaces the track
+    assert main(["eval", "--generated-video", str(video), "--syncnet", str(weights), "--audio",
+                 str(tmp_path / "two_seconds.wav"), "--models", str(data_dir / "models"), "--format", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}
+    assert rows["Sync"]["details"]["windows"] == 2 * 25 - 5
+
+
+def test_eval_sync_needs_a_video(tmp_path, capsys):
+    _absolute_repr().save(tmp_path / "gen.npz")
+    assert main(["eval", "--generated", str(tmp_path / "gen.npz"), "--syncnet", str(tmp_path / "w.model")]) == 2
+    assert "--syncnet scores a video" in capsys.readouterr().err

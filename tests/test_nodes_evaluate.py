@@ -35,3 +35,60 @@ def test_errors_name_the_input(moda_nodes):
         run_node(node, format="text")
     with pytest.raises(ValueError, match="input 'reference_frames'"):
         run_node(node, format="text", generated_frames=torch.rand(2, 8, 8, 3))
+
+
+@pytest.fixture
+def syncnet_folder(comfy_dirs, data_dir):
+    """models/moda with tiny SyncNet weights (published file name) and MediaPipe's face landmarker."""
+    import shutil
+
+    from moda_core.models.syncnet import SyncNet, SyncNetConfig
+
+    folder = comfy_dirs.models / "moda"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(SyncNet(SyncNetConfig.tiny()).state_dict(), folder / "syncnet_v2.model")
+    shutil.copy(data_dir / "models" / "face_landmarker.task", folder)
+    return folder
+
+
+def may_clip(data_dir, seconds=1.2):
+    from moda_core.preprocess import load_audio
+    from moda_core.preprocess.video import read_frames
+
+    video = data_dir / "video" / "may_5s.mp4"
+    frames = torch.stack([torch.from_numpy(rgb) for _, _, rgb in read_frames(video, 25.0, max_seconds=seconds)])
+    wave, rate = load_audio(video)
+    return frames.float() / 255, {"waveform": torch.from_numpy(wave)[None, None], "sample_rate": rate}
+
+
+def test_sync_rows_with_user_weights(moda_nodes, syncnet_folder, data_dir, progress_events):
+    node = moda_nodes["MODA_Evaluate"]
+    assert "syncnet_v2.model" in node.GET_SCHEMA().inputs[6].options
+    frames, audio = may_clip(data_dir)
+    out = run_node(node, format="json", generated_frames=frames, audio=audio, syncnet_weights="syncnet_v2.model",
+                   fps=25.0)
+    rows = {row["name"]: row for row in json.loads(out.result[0])["metrics"]}
+    assert rows["Sync"]["value"] >= 0 and rows["Sync-D"]["value"] > 0
+    assert rows["Sync"]["details"]["windows"] == 30 - 5
+    assert rows["PSNR"]["skipped"] and progress_events[-1][:2] == (25, 25)
+
+
+def test_sync_input_errors(moda_nodes, syncnet_folder, data_dir):
+    import shutil
+
+    node = moda_nodes["MODA_Evaluate"]
+    frames, audio = may_clip(data_dir, seconds=0.4)
+    with pytest.raises(ValueError, match="MODA Evaluate: input 'audio': Sync needs the generated frames and their"):
+        run_node(node, format="text", generated_frames=frames, syncnet_weights="syncnet_v2.model")
+    (syncnet_folder / "broken.model").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="input 'syncnet_weights'.*not a readable torch checkpoint"):
+        run_node(node, format="text", generated_frames=frames, audio=audio, syncnet_weights="broken.model")
+    (syncnet_folder / "face_landmarker.task").unlink()
+    with pytest.raises(ValueError, match="input 'syncnet_weights': Sync finds faces with MediaPipe"):
+        run_node(node, format="text", generated_frames=frames, audio=audio, syncnet_weights="syncnet_v2.model")
+    shutil.copy(data_dir / "models" / "face_landmarker.task", syncnet_folder)
+    short = run_node(node, format="json", generated_frames=frames[:5], audio=audio,
+                     syncnet_weights="syncnet_v2.model", fps=25.0)
+    rows = {row["name"]: row for row in json.loads(short.result[0])["metrics"]}
+    assert rows["Sync"]["skipped"].startswith("error: SyncNet needs at least 7 frames")

@@ -6,14 +6,20 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="metrics (LMD, LMD-v, MA, PSNR, SSIM, TCM, motion statistics)")
+    parser = subparsers.add_parser("eval", help="metrics (LMD, LMD-v, MA, PSNR, SSIM, TCM, Sync, motion statistics)")
     parser.add_argument("--generated", type=Path, default=None, help="generated R (.safetensors/.npz)")
     parser.add_argument("--reference", type=Path, default=None, help="reference R, e.g. a prepared sample's repr")
     parser.add_argument("--subject", type=Path, default=None, help="subject file (needed when an R holds offsets)")
     parser.add_argument("--generated-video", type=Path, default=None, help="generated video for image metrics")
     parser.add_argument("--reference-video", type=Path, default=None, help="reference video for image metrics")
     parser.add_argument("--size", type=int, default=256, help="frames are resized to this square size (px)")
-    parser.add_argument("--syncnet", type=Path, default=None, help="SyncNet weights (optional)")
+    parser.add_argument("--syncnet", type=Path, default=None,
+                        help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync / Sync-D of "
+                             "--generated-video with its own audio track or --audio")
+    parser.add_argument("--audio", type=Path, default=None, help="audio for Sync (default: the generated video's)")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="folder with the MediaPipe face_landmarker.task (face boxes for Sync)")
+    parser.add_argument("--device", default="cpu", help="torch device for SyncNet, e.g. cpu or cuda")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     parser.set_defaults(func=run)
@@ -33,6 +39,24 @@ def read_video_frames(path: Path, size: int, fps: float | None = None):
     return np.stack(frames), rate
 
 
+def sync_rows(args: argparse.Namespace):
+    """Sync / Sync-D of the generated video at full resolution (streamed, two decoding passes); None to let
+    :func:`~moda_core.metrics.evaluate` say why they are skipped."""
+    from moda_core.cli.progress import StageProgress
+    from moda_core.metrics.syncnet import load_syncnet, score_video, skipped_rows
+
+    if args.syncnet is None or args.generated_video is None:
+        return None
+    network = load_syncnet(args.syncnet, args.device)
+    with StageProgress() as bars:
+        try:
+            score = score_video(network, args.generated_video, audio=args.audio, models_dir=args.models,
+                                progress=lambda done, total: bars("SyncNet", done, total))
+        except ValueError as err:
+            return skipped_rows(f"error: {err}")
+    return score.rows(crop="mediapipe", weights=str(args.syncnet))
+
+
 def run(args: argparse.Namespace) -> int:
     from moda_core.metrics import evaluate
     from moda_core.repr import TalkingRepr
@@ -40,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.generated is None and args.generated_video is None:
         raise ValueError("give --generated (an R file) and/or --generated-video")
+    if args.syncnet is not None and args.generated_video is None:
+        raise ValueError("--syncnet scores a video: give --generated-video too")
     generated = TalkingRepr.load(args.generated) if args.generated else None
     reference = TalkingRepr.load(args.reference) if args.reference else None
     subject = Subject.load(args.subject) if args.subject else None
@@ -53,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         count = min(generated.num_frames, reference.num_frames)
         generated, reference = generated.slice_time(0, count), reference.slice_time(0, count)
     report = evaluate(generated, reference, subject=subject, generated_frames=generated_frames,
-                      reference_frames=reference_frames, syncnet_weights=args.syncnet)
+                      reference_frames=reference_frames, sync_rows=sync_rows(args))
     text = {"text": report.to_text, "markdown": report.to_markdown, "json": report.to_json}[args.format]()
     print(text)
     if args.out is not None:

@@ -60,6 +60,8 @@ def register_protocol(subparsers) -> None:
                         help="folder with converted authors' moda/faco .safetensors (not trained then)")
     parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe models")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated motion")
+    parser.add_argument("--syncnet", type=Path, default=None,
+                        help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync / Sync-D")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_protocol)
@@ -72,7 +74,8 @@ def run_protocol(args: argparse.Namespace) -> int:
     given = {"out_dir": args.out, "video": args.video, "models_dir": args.models, "weights": args.weights,
              "minutes": args.minutes}
     result = protocol(QuickstartConfig(**{k: v for k, v in given.items() if v is not None},
-                                       progress=not args.no_progress), seed=args.seed)
+                                       progress=not args.no_progress), seed=args.seed,
+                      syncnet_weights=args.syncnet)
     print({"text": result.report.to_text, "markdown": result.report.to_markdown,
            "json": result.report.to_json}[args.format]())
     return 0

@@ -5,7 +5,7 @@
    last 20 % held out for validation);
 2. MODA -> FaCo-Net -> renderer on the held-out audio (a fresh sample of motion, seed ``seed``);
 3. every metric of :func:`moda_core.metrics.evaluate`: landmark metrics against the tracked R of those frames,
-   image metrics against the real frames, motion statistics.
+   image metrics against the real frames, motion statistics, and SyncNet scores when its weights are given.
 """
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ class ProtocolResult:
 
 
 def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
-                 log: Callable[[str], None] = print) -> ProtocolResult:
-    """Train on ``config.video`` (its own audio drives the demo animation) and evaluate its held-out part."""
+                 syncnet_weights: str | Path | None = None, log: Callable[[str], None] = print) -> ProtocolResult:
+    """Train on ``config.video`` (its own audio drives the demo animation) and evaluate its held-out part
+    (Sync / Sync-D too when ``syncnet_weights`` are given)."""
+    if syncnet_weights is not None and not Path(syncnet_weights).is_file():     # before minutes of training
+        raise FileNotFoundError(f"SyncNet weights not found at {syncnet_weights}")
     from moda_core.metrics import evaluate
     from moda_core.models.audio_encoder import SAMPLE_RATE
     from moda_core.pipeline import AnimateOptions, MODAModels, motion_pipeline, render_stream
@@ -55,7 +58,8 @@ def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
     real_frames = torch.stack([read_frame(sample, start + i, size) for i in range(count)])
     reference = sample.repr.slice_time(start, start + count)
     report = evaluate(generated, reference, subject=sample.subject, generated_frames=generated_frames,
-                      reference_frames=real_frames)
+                      reference_frames=real_frames, audio=held_out_audio, sample_rate=SAMPLE_RATE, fps=sample.fps,
+                      syncnet_weights=syncnet_weights, models_dir=config.models_dir)
     log(f"protocol: {count} held-out frames (from frame {start}) generated from the clip's own audio; "
         f"video {video}")
     return ProtocolResult(report, video, count)
