@@ -61,13 +61,13 @@ class MODAEvaluate(io.ComfyNode):
                                tooltip="Reference frames, same count and size as generated_frames."),
                 io.Audio.Input("audio", optional=True,
                                tooltip="The audio under generated_frames, for Sync (SyncNet lip-sync scores)."),
+                io.Combo.Input("format", options=list(FORMATS), default="markdown",
+                               tooltip="Layout of the table text."),
                 io.Combo.Input("syncnet_weights", options=[NO_SYNCNET, *syncnet_files()], default=NO_SYNCNET,
                                tooltip="SyncNet weights in models/moda (syncnet_v2.model of the syncnet_python "
                                        "project, or a .safetensors copy). 'none' skips Sync / Sync-D."),
                 io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0,
                                tooltip="Frame rate of generated_frames (Sync resamples them to 25 fps)."),
-                io.Combo.Input("format", options=list(FORMATS), default="markdown",
-                               tooltip="Layout of the table text."),
             ],
             outputs=[io.String.Output("table", display_name="table", tooltip="The metrics table as text.")],
         )
@@ -92,10 +92,9 @@ class MODAEvaluate(io.ComfyNode):
                              "choose syncnet_v2.model (or its .safetensors copy)") from err
 
     @classmethod
-    def execute(cls, format: str, generated: TalkingRepr | None = None, reference: TalkingRepr | None = None,
-                subject=None, generated_frames: torch.Tensor | None = None,
-                reference_frames: torch.Tensor | None = None, audio: dict | None = None,
-                syncnet_weights: str = NO_SYNCNET, fps: float = 30.0) -> io.NodeOutput:
+    def execute(cls, format: str, syncnet_weights: str, fps: float, generated: TalkingRepr | None = None,
+                reference: TalkingRepr | None = None, subject=None, generated_frames: torch.Tensor | None = None,
+                reference_frames: torch.Tensor | None = None, audio: dict | None = None) -> io.NodeOutput:
         if generated is None and generated_frames is None:
             raise node_error(cls.DISPLAY_NAME, "generated", "nothing to evaluate",
                              "connect a generated R and/or generated frames")

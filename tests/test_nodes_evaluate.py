@@ -22,7 +22,8 @@ def test_table_values(moda_nodes):
     reference = _absolute_repr()
     generated = reference.replace(mouth=reference.mouth + torch.tensor([0.0, 2.0, 0.0]))
     frames = torch.rand(4, 32, 32, 3)
-    out = run_node(node, format="json", generated=generated, reference=reference, generated_frames=frames,
+    out = run_node(node, format="json", syncnet_weights="none", fps=30.0, generated=generated, reference=reference,
+                   generated_frames=frames,
                    reference_frames=frames.clone())
     rows = {row["name"]: row for row in json.loads(out.result[0])["metrics"]}
     assert abs(rows["LMD"]["value"] - 2.0) < 1e-4 and rows["PSNR"]["value"] == 100.0
@@ -32,9 +33,9 @@ def test_table_values(moda_nodes):
 def test_errors_name_the_input(moda_nodes):
     node = moda_nodes["MODA_Evaluate"]
     with pytest.raises(ValueError, match="MODA Evaluate: input 'generated': nothing to evaluate"):
-        run_node(node, format="text")
+        run_node(node, format="text", syncnet_weights="none", fps=30.0)
     with pytest.raises(ValueError, match="input 'reference_frames'"):
-        run_node(node, format="text", generated_frames=torch.rand(2, 8, 8, 3))
+        run_node(node, format="text", syncnet_weights="none", fps=30.0, generated_frames=torch.rand(2, 8, 8, 3))
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def may_clip(data_dir, seconds=1.2):
 
 def test_sync_rows_with_user_weights(moda_nodes, syncnet_folder, data_dir, progress_events):
     node = moda_nodes["MODA_Evaluate"]
-    assert "syncnet_v2.model" in node.GET_SCHEMA().inputs[6].options
+    assert "syncnet_v2.model" in next(i for i in node.GET_SCHEMA().inputs if i.id == "syncnet_weights").options
     frames, audio = may_clip(data_dir)
     out = run_node(node, format="json", generated_frames=frames, audio=audio, syncnet_weights="syncnet_v2.model",
                    fps=25.0)
@@ -80,13 +81,14 @@ def test_sync_input_errors(moda_nodes, syncnet_folder, data_dir):
     node = moda_nodes["MODA_Evaluate"]
     frames, audio = may_clip(data_dir, seconds=0.4)
     with pytest.raises(ValueError, match="MODA Evaluate: input 'audio': Sync needs the generated frames and their"):
-        run_node(node, format="text", generated_frames=frames, syncnet_weights="syncnet_v2.model")
+        run_node(node, format="text", generated_frames=frames, syncnet_weights="syncnet_v2.model", fps=25.0)
     (syncnet_folder / "broken.model").write_bytes(b"junk")
     with pytest.raises(ValueError, match="input 'syncnet_weights'.*not a readable torch checkpoint"):
-        run_node(node, format="text", generated_frames=frames, audio=audio, syncnet_weights="broken.model")
+        run_node(node, format="text", generated_frames=frames, audio=audio, syncnet_weights="broken.model", fps=25.0)
     (syncnet_folder / "face_landmarker.task").unlink()
     with pytest.raises(ValueError, match="input 'syncnet_weights': Sync finds faces with MediaPipe"):
-        run_node(node, format="text", generated_frames=frames, audio=audio, syncnet_weights="syncnet_v2.model")
+        run_node(node, format="text", generated_frames=frames, audio=audio, syncnet_weights="syncnet_v2.model",
+                 fps=25.0)
     shutil.copy(data_dir / "models" / "face_landmarker.task", syncnet_folder)
     short = run_node(node, format="json", generated_frames=frames[:5], audio=audio,
                      syncnet_weights="syncnet_v2.model", fps=25.0)
