@@ -65,7 +65,7 @@ class MODAEvaluate(io.ComfyNode):
                                tooltip="Layout of the table text."),
                 io.Combo.Input("syncnet_weights", options=[NO_SYNCNET, *syncnet_files()], default=NO_SYNCNET,
                                tooltip="SyncNet weights in models/moda (syncnet_v2.model of the syncnet_python "
-                                       "project, or a .safetensors copy). 'none' skips Sync / Sync-D."),
+                                       "project, or a .safetensors copy). 'none' skips the Sync rows."),
                 io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0,
                                tooltip="Frame rate of generated_frames (Sync resamples them to 25 fps)."),
             ],

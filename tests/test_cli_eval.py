@@ -59,6 +59,8 @@ def test_eval_sync_of_a_video_with_user_weights(tmp_path, capsys, data_dir):
     assert rows["Sync"]["value"] >= 0 and rows["Sync-D"]["value"] > 0
     assert rows["Sync"]["details"]["windows"] == 120 and rows["Sync"]["details"]["weights"] == str(weights)
     assert abs(rows["Sync"]["details"]["min_distance"] - rows["Sync-D"]["value"]) < 1e-12
+    assert rows["Sync offset"]["value"] == rows["Sync"]["details"]["offset_frames"] and \
+        -15 <= rows["Sync offset"]["value"] <= 15
     from scipy.io import wavfile
 
     from moda_core.preprocess import load_audio

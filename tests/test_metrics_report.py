@@ -73,7 +73,8 @@ def test_syncnet_skip_paths(tmp_path):
     video, audio = frames(), torch.zeros(1, 2, 8000)
     rows = syncnet_confidence(video, audio, 16000)
     assert [(r.name, r.value, r.skipped) for r in rows] == [("Sync", None, NO_WEIGHTS_REASON),
-                                                            ("Sync-D", None, NO_WEIGHTS_REASON)]
+                                                            ("Sync-D", None, NO_WEIGHTS_REASON),
+                                                            ("Sync offset", None, NO_WEIGHTS_REASON)]
     with pytest.raises(FileNotFoundError, match="syncnet_v2.model"):
         syncnet_confidence(video, audio, 16000, fps=25, weights_path=tmp_path / "missing.model")
     weights = tmp_path / "syncnet_v2.model"

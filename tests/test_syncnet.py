@@ -246,7 +246,8 @@ def test_real_video_with_mediapipe_crops(tmp_path, data_dir, tiny_net):
     assert np.isfinite(score.distances).all() and score.confidence >= 0 and score.min_distance > 0
     assert seen[-1] == (120, 120) and len(seen) == 6
     rows = score.rows()
-    assert [r.name for r in rows] == ["Sync", "Sync-D"] and rows[0].details["min_distance"] == score.min_distance
+    assert [r.name for r in rows] == ["Sync", "Sync-D", "Sync offset"]
+    assert rows[0].details["min_distance"] == score.min_distance and rows[2].value == score.offset
 
 
 def test_syncnet_confidence_rows(tmp_path, data_dir, tiny_net):
@@ -257,12 +258,12 @@ def test_syncnet_confidence_rows(tmp_path, data_dir, tiny_net):
     frames = np.stack([rgb for _, _, rgb in read_frames(video, 30.0, max_seconds=2.0)])
     wave, rate = load_audio(video)
     skipped = syncnet_confidence(frames, wave, rate, fps=30.0)
-    assert [r.skipped for r in skipped] == [NO_WEIGHTS_REASON] * 2
+    assert [r.skipped for r in skipped] == [NO_WEIGHTS_REASON] * 3
     path = tmp_path / "syncnet_v2.model"
     torch.save(tiny_net.state_dict(), path)
     rows = syncnet_confidence(torch.from_numpy(frames).float() / 255, torch.from_numpy(wave)[None, None], rate,
                               fps=30.0, weights_path=path, models_dir=data_dir / "models")
-    assert [r.name for r in rows] == ["Sync", "Sync-D"] and all(r.ok for r in rows)
+    assert [r.name for r in rows] == ["Sync", "Sync-D", "Sync offset"] and all(r.ok for r in rows)
     assert rows[0].details["windows"] == 45 and rows[0].details["crop"] == "mediapipe"
     with pytest.raises(ValueError, match="frame rate"):
         syncnet_confidence(frames, wave, rate, weights_path=path)

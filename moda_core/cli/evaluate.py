@@ -14,8 +14,8 @@ def register(subparsers) -> None:
     parser.add_argument("--reference-video", type=Path, default=None, help="reference video for image metrics")
     parser.add_argument("--size", type=int, default=256, help="frames are resized to this square size (px)")
     parser.add_argument("--syncnet", type=Path, default=None,
-                        help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync / Sync-D of "
-                             "--generated-video with its own audio track or --audio")
+                        help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync, Sync-D and Sync offset "
+                             "of --generated-video with its own audio track or --audio")
     parser.add_argument("--audio", type=Path, default=None, help="audio for Sync (default: the generated video's)")
     parser.add_argument("--models", type=Path, default=None,
                         help="folder with the MediaPipe face_landmarker.task (face boxes for Sync)")
@@ -40,7 +40,7 @@ def read_video_frames(path: Path, size: int, fps: float | None = None):
 
 
 def sync_rows(args: argparse.Namespace):
-    """Sync / Sync-D of the generated video at full resolution (streamed, two decoding passes); None to let
+    """The Sync rows of the generated video at full resolution (streamed, two decoding passes); None to let
     :func:`~moda_core.metrics.evaluate` say why they are skipped."""
     from moda_core.cli.progress import StageProgress
     from moda_core.metrics.syncnet import load_syncnet, score_video, skipped_rows

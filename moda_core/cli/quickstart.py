@@ -61,7 +61,7 @@ def register_protocol(subparsers) -> None:
     parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe models")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated motion")
     parser.add_argument("--syncnet", type=Path, default=None,
-                        help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync / Sync-D")
+                        help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync, Sync-D and Sync offset")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_protocol)

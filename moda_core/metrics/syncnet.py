@@ -1,4 +1,4 @@
-"""SyncNet lip-sync scores: "Sync" (confidence, LSE-C) and "Sync-D" (minimum distance, LSE-D).
+"""SyncNet lip-sync scores: "Sync" (confidence, LSE-C), "Sync-D" (minimum distance, LSE-D), "Sync offset".
 
 The paper reports SyncNet confidence (Chung & Zisserman 2016). With user-supplied weights (``syncnet_v2.model``
 of the syncnet_python project, or that state dict as ``.safetensors``) this module follows the published
@@ -19,7 +19,7 @@ than the S3FD detector, and there is no shot detection (one face, one shot). The
 S3FD box but not equal, so scores are comparable in trend with published LSE-C/LSE-D, not digit for digit.
 Frames already cropped for SyncNet (224 x 224 face tracks) skip step 2 with ``crop=False``.
 
-Without weights every entry point returns the two rows skipped with :data:`NO_WEIGHTS_REASON`.
+Without weights every entry point returns the rows skipped with :data:`NO_WEIGHTS_REASON`.
 """
 from __future__ import annotations
 
@@ -68,13 +68,15 @@ class SyncScore:
     def rows(self, **details: Any) -> list[MetricResult]:
         info = dict(offset_frames=self.offset, windows=self.windows, **details)
         return [MetricResult("Sync", self.confidence, "", True, details=dict(info, min_distance=self.min_distance)),
-                MetricResult("Sync-D", self.min_distance, "", False, details=dict(info, confidence=self.confidence))]
+                MetricResult("Sync-D", self.min_distance, "", False, details=dict(info, confidence=self.confidence)),
+                MetricResult("Sync offset", float(self.offset), "frames at 25 fps", None, details=info)]
 
 
 def skipped_rows(reason: str, **details: Any) -> list[MetricResult]:
-    """The "Sync" and "Sync-D" rows, both skipped for ``reason``."""
+    """The "Sync", "Sync-D" and "Sync offset" rows, all skipped for ``reason``."""
     return [MetricResult.skip("Sync", reason, "", True, **details),
-            MetricResult.skip("Sync-D", reason, "", False, **details)]
+            MetricResult.skip("Sync-D", reason, "", False, **details),
+            MetricResult.skip("Sync offset", reason, "frames at 25 fps", None, **details)]
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -310,9 +312,9 @@ def syncnet_confidence(frames: Any, audio: Any, sample_rate: int | None, *, fps:
                        boxes: np.ndarray | None = None, crop: bool = True, device: torch.device | str = "cpu",
                        models_dir: str | os.PathLike | None = None,
                        progress: ProgressFn | None = None) -> list[MetricResult]:
-    """The "Sync" and "Sync-D" rows for frames at ``fps`` and their audio.
+    """The "Sync", "Sync-D" and "Sync offset" rows for frames at ``fps`` and their audio.
 
-    Inputs are validated first (``ValueError``). No ``weights_path``/``network``: both rows skipped with
+    Inputs are validated first (``ValueError``). No ``weights_path``/``network``: the rows are skipped with
     :data:`NO_WEIGHTS_REASON`; a ``weights_path`` that does not exist: ``FileNotFoundError``.
     """
     checked = Frames(frames, "frames")
