@@ -17,7 +17,6 @@ import os
 import re
 from contextlib import contextmanager
 
-import folder_paths
 import numpy as np
 import torch
 from comfy_api.latest import io, ui
@@ -31,10 +30,9 @@ from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
-from .util import file_fingerprint, inside
+from .util import file_fingerprint, list_user_files, resolve_user_file, save_target
 
 EDIT_CATEGORY = f"{CATEGORY}/Edit"
-OUTPUT_SUBFOLDER = "moda"                   # curves are written next to SaveRepr's files: output/moda/
 CURVE_SUFFIXES = (".csv", ".json")
 CURVE_FORMATS = ("csv", "json")
 TIME_UNITS = {"seconds": "s", "frames": "f"}
@@ -453,34 +451,13 @@ def _looks_like_curves(path: str) -> bool:
     return f'"{CURVES_FORMAT}"' in start
 
 
-def _walk_curve_files(root: str) -> list[str]:
-    found = []
-    if not os.path.isdir(root):
-        return found
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for file_name in filenames:
-            full = os.path.join(dirpath, file_name)
-            if file_name.endswith(CURVE_SUFFIXES) and _looks_like_curves(full):
-                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
-    return sorted(found)
-
-
 def list_curve_files() -> list[str]:
     """Curves files in the input folder (any depth), then MODA Export Curves results as ``moda/<name> [output]``."""
-    output_moda = os.path.join(folder_paths.get_output_directory(), OUTPUT_SUBFOLDER)
-    return (_walk_curve_files(folder_paths.get_input_directory())
-            + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _walk_curve_files(output_moda)])
-
+    return list_user_files(CURVE_SUFFIXES, _looks_like_curves)
 
 
 def resolve_curves_path(name: str) -> str:
-    path = folder_paths.get_annotated_filepath(name)
-    if not any(inside(path, root) for root in (folder_paths.get_input_directory(),
-                                                folder_paths.get_output_directory())):
-        raise node_error(MODAApplyCurves.DISPLAY_NAME, "curves_file", f"{name!r} points outside the input and "
-                         "output folders", "pick a file from the list")
-    return path
+    return resolve_user_file(MODAApplyCurves.DISPLAY_NAME, "curves_file", name)
 
 
 class MODAExportCurves(io.ComfyNode):
@@ -514,15 +491,9 @@ class MODAExportCurves(io.ComfyNode):
         subject = check_subject(name, subject)
         check_choice(name, "format", format, CURVE_FORMATS)
         check_sample(name, r, sample)
-        prefix = filename_prefix.strip().replace("\\", "/")
-        if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
-            raise node_error(name, "filename_prefix", f"{filename_prefix!r} is empty or leaves the output folder",
-                             "use a relative name such as 'curves' or 'cathy/take'")
-        output_dir = folder_paths.get_output_directory()
-        folder, stem, counter, _, _ = folder_paths.get_save_image_path(f"{OUTPUT_SUBFOLDER}/{prefix}", output_dir)
+        output_dir, folder, stem = save_target(name, filename_prefix, "curves")
         with edit_errors(name, ("sample", "subject")):
-            path = str(editing.save_curves(r, os.path.join(folder, f"{stem}_{counter:05}_.{format}"), subject,
-                                           sample))
+            path = str(editing.save_curves(r, os.path.join(folder, f"{stem}.{format}"), subject, sample))
         measured = "" if r.is_offset and subject is None else ", eye and mouth openness"
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {os.path.relpath(path, output_dir)} ({r.num_frames} "
                                                      f"frames, head pose{measured})"))

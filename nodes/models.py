@@ -74,17 +74,21 @@ def with_audio_encoder(moda: torch.nn.Module, encoder: torch.nn.Module) -> torch
 class _Loader(io.ComfyNode):
     """A loader node: one weight file of ``KIND`` from models/moda -> a cached :class:`LoadedNet`."""
 
-    DISPLAY_NAME = ""
-    KIND = ""
+    DISPLAY_NAME = NODE_ID = KIND = DEFAULT_FILE = DESCRIPTION = WEIGHTS_HELP = ""
     FILE_KINDS: tuple[str, ...] = ()
-    DEFAULT_FILE = ""
+    OUTPUT: tuple = ()                     # (socket type, name, display name, tooltip)
 
     @classmethod
-    def _inputs(cls, what: str) -> list:
-        return [_combo("weights", cls.FILE_KINDS, cls.DEFAULT_FILE,
-                       f"{what} in models/moda (listed by the kind stored in the file; refresh after adding files). "
-                       "Use MODA Download Weights or copy the file there."),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)]
+    def define_schema(cls) -> io.Schema:
+        socket, name, display_name, tooltip = cls.OUTPUT
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.DISPLAY_NAME, category=CATEGORY, description=cls.DESCRIPTION,
+            inputs=[_combo("weights", cls.FILE_KINDS, cls.DEFAULT_FILE,
+                           f"{cls.WEIGHTS_HELP} in models/moda (listed by the kind stored in the file; refresh "
+                           "after adding files). Use MODA Download Weights or copy the file there."),
+                    io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)],
+            outputs=[socket.Output(name, display_name=display_name, tooltip=tooltip)],
+        )
 
     @classmethod
     def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -110,51 +114,30 @@ class _Loader(io.ComfyNode):
 
 
 class MODALoadMODAModel(_Loader):
-    DISPLAY_NAME = "MODA Load MODA Model"
+    DISPLAY_NAME, NODE_ID = "MODA Load MODA Model", "MODA_LoadMODAModel"
     KIND, FILE_KINDS, DEFAULT_FILE = "moda", ("moda",), WEIGHT_FILES["moda"]
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MODA_LoadMODAModel", display_name=cls.DISPLAY_NAME, category=CATEGORY,
-            description="Loads the MODA speech-to-motion network (with its wav2vec2 audio encoder) from "
-                        "models/moda. One file serves every subject. Loaded networks are kept between runs.",
-            inputs=cls._inputs("The MODA network file (e.g. moda.safetensors)"),
-            outputs=[MODA_MODEL.Output("model", display_name="model",
-                                       tooltip="The MODA network; connect it to MODA Audio to Motion.")],
-        )
+    DESCRIPTION = ("Loads the MODA speech-to-motion network (with its wav2vec2 audio encoder) from models/moda. One "
+                   "file serves every subject. Loaded networks are kept between runs.")
+    WEIGHTS_HELP = "The MODA network file (e.g. moda.safetensors)"
+    OUTPUT = (MODA_MODEL, "model", "model", "The MODA network; connect it to MODA Audio to Motion.")
 
 
 class MODALoadFaCo(_Loader):
-    DISPLAY_NAME = "MODA Load FaCo"
+    DISPLAY_NAME, NODE_ID = "MODA Load FaCo", "MODA_LoadFaCo"
     KIND, FILE_KINDS, DEFAULT_FILE = "faco", ("faco",), WEIGHT_FILES["faco"]
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MODA_LoadFaCo", display_name=cls.DISPLAY_NAME, category=CATEGORY,
-            description="Loads FaCo-Net, the facial composer that turns R's mouth and eye points into the dense "
-                        "478-point face, from models/moda. Loaded networks are kept between runs.",
-            inputs=cls._inputs("The FaCo-Net file (e.g. faco.safetensors)"),
-            outputs=[MODA_FACO.Output("faco", display_name="faco",
-                                      tooltip="FaCo-Net; connect it to MODA Compose Face.")],
-        )
+    DESCRIPTION = ("Loads FaCo-Net, the facial composer that turns R's mouth and eye points into the dense 478-point "
+                   "face, from models/moda. Loaded networks are kept between runs.")
+    WEIGHTS_HELP = "The FaCo-Net file (e.g. faco.safetensors)"
+    OUTPUT = (MODA_FACO, "faco", "faco", "FaCo-Net; connect it to MODA Compose Face.")
 
 
 class MODALoadRenderer(_Loader):
-    DISPLAY_NAME = "MODA Load Renderer"
+    DISPLAY_NAME, NODE_ID = "MODA Load Renderer", "MODA_LoadRenderer"
     KIND, FILE_KINDS, DEFAULT_FILE = "renderer", ("renderer",), WEIGHT_FILES["renderer"]
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MODA_LoadRenderer", display_name=cls.DISPLAY_NAME, category=CATEGORY,
-            description="Loads a renderer (U-Net with temporal positional encoding) from models/moda. A renderer "
-                        "is trained for one person; other faces come out as that person. Kept between runs.",
-            inputs=cls._inputs("The renderer file (e.g. renderer.safetensors, or renderer/<person>.safetensors)"),
-            outputs=[MODA_RENDERER.Output("renderer", display_name="renderer",
-                                          tooltip="The renderer; connect it to MODA Render.")],
-        )
+    DESCRIPTION = ("Loads a renderer (U-Net with temporal positional encoding) from models/moda. A renderer is "
+                   "trained for one person; other faces come out as that person. Kept between runs.")
+    WEIGHTS_HELP = "The renderer file (e.g. renderer.safetensors, or renderer/<person>.safetensors)"
+    OUTPUT = (MODA_RENDERER, "renderer", "renderer", "The renderer; connect it to MODA Render.")
 
     @classmethod
     def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -164,21 +147,15 @@ class MODALoadRenderer(_Loader):
 
 
 class MODALoadAudioEncoder(_Loader):
-    DISPLAY_NAME = "MODA Load Audio Encoder"
+    DISPLAY_NAME, NODE_ID = "MODA Load Audio Encoder", "MODA_LoadAudioEncoder"
     KIND, FILE_KINDS, DEFAULT_FILE = "audio_encoder", ("moda", "wav2vec2"), WEIGHT_FILES["moda"]
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="MODA_LoadAudioEncoder", display_name=cls.DISPLAY_NAME, category=CATEGORY,
-            description="Loads a wav2vec2 audio encoder to use instead of the one inside the MODA model (optional "
-                        "input of MODA Audio to Motion): the encoder of a MODA file, or a Hugging Face wav2vec2 "
-                        ".safetensors (Wav2Vec2Model or ...ForCTC keys; config.json next to it, else the "
-                        "wav2vec2-base-960h architecture). Its width must match the MODA model's.",
-            inputs=cls._inputs("A MODA file or a Hugging Face wav2vec2 model.safetensors"),
-            outputs=[MODA_AUDIO_ENCODER.Output("audio_encoder", display_name="audio encoder",
-                                               tooltip="The wav2vec2 encoder; connect it to MODA Audio to Motion.")],
-        )
+    DESCRIPTION = ("Loads a wav2vec2 audio encoder to use instead of the one inside the MODA model (optional input "
+                   "of MODA Audio to Motion): the encoder of a MODA file, or a Hugging Face wav2vec2 .safetensors "
+                   "(Wav2Vec2Model or ...ForCTC keys; config.json next to it, else the wav2vec2-base-960h "
+                   "architecture). Its width must match the MODA model's.")
+    WEIGHTS_HELP = "A MODA file or a Hugging Face wav2vec2 model.safetensors"
+    OUTPUT = (MODA_AUDIO_ENCODER, "audio_encoder", "audio encoder",
+              "The wav2vec2 encoder; connect it to MODA Audio to Motion.")
 
     @classmethod
     def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

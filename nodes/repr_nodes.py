@@ -6,16 +6,14 @@ import os
 import struct
 import zipfile
 
-import folder_paths
 from comfy_api.latest import io, ui
 
 from moda_core.repr import ReprError, TalkingRepr
 
 from .types import CATEGORY, MODA_REPR, node_error
-from .util import file_fingerprint, inside
+from .util import file_fingerprint, list_user_files, resolve_user_file, save_target
 
 REPR_SUFFIXES = (".safetensors", ".npz")
-OUTPUT_SUBFOLDER = "moda"              # SaveRepr writes here; LoadRepr lists it as "moda/<file> [output]"
 SAVE_FORMATS = ("safetensors", "npz", "safetensors + npz")
 _HEADER_LIMIT = 16 * 1024 * 1024
 
@@ -39,35 +37,14 @@ def _is_repr_file(path: str) -> bool:
     return False
 
 
-def _walk_repr_files(root: str) -> list[str]:
-    found = []
-    if not os.path.isdir(root):
-        return found
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            if name.endswith(REPR_SUFFIXES) and _is_repr_file(full):
-                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
-    return sorted(found)
-
-
 def list_repr_files() -> list[str]:
     """R files in the input folder (any depth), then SaveRepr results as ``moda/<name> [output]``."""
-    output_moda = os.path.join(folder_paths.get_output_directory(), OUTPUT_SUBFOLDER)
-    return (_walk_repr_files(folder_paths.get_input_directory())
-            + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _walk_repr_files(output_moda)])
-
+    return list_user_files(REPR_SUFFIXES, _is_repr_file)
 
 
 def resolve_repr_path(name: str) -> str:
     """Full path of a LoadRepr choice; refuses names that leave the input and output folders."""
-    path = folder_paths.get_annotated_filepath(name)
-    roots = (folder_paths.get_input_directory(), folder_paths.get_output_directory())
-    if not any(inside(path, root) for root in roots):
-        raise node_error(MODALoadRepr.DISPLAY_NAME, "repr_file", f"{name!r} points outside the input and output "
-                         "folders", "pick a file from the list")
-    return path
+    return resolve_user_file(MODALoadRepr.DISPLAY_NAME, "repr_file", name)
 
 
 # ---------------------------------------------------------------- nodes
@@ -103,17 +80,12 @@ class MODASaveRepr(io.ComfyNode):
         if not isinstance(repr, TalkingRepr):
             raise node_error(cls.DISPLAY_NAME, "repr", f"expected R (TalkingRepr), got {type(repr).__name__}",
                              "connect a MODA_REPR output")
-        prefix = filename_prefix.strip().replace("\\", "/")
-        if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
-            raise node_error(cls.DISPLAY_NAME, "filename_prefix", f"{filename_prefix!r} is empty or leaves the "
-                             "output folder", "use a relative name such as 'repr' or 'cathy/take'")
         if format not in SAVE_FORMATS:
             raise node_error(cls.DISPLAY_NAME, "format", f"unknown format {format!r}",
                              f"choose one of {list(SAVE_FORMATS)}")
-        output_dir = folder_paths.get_output_directory()
-        folder, name, counter, _, _ = folder_paths.get_save_image_path(f"{OUTPUT_SUBFOLDER}/{prefix}", output_dir)
+        output_dir, folder, stem = save_target(cls.DISPLAY_NAME, filename_prefix, "repr")
         suffixes = {"safetensors": [".safetensors"], "npz": [".npz"]}.get(format, [".safetensors", ".npz"])
-        paths = [str(repr.save(os.path.join(folder, f"{name}_{counter:05}_{suffix}"))) for suffix in suffixes]
+        paths = [str(repr.save(os.path.join(folder, stem + suffix))) for suffix in suffixes]
         shown = ", ".join(os.path.relpath(p, output_dir) for p in paths)
         return io.NodeOutput(paths[0], ui=ui.PreviewText(f"saved {shown} ({repr.num_samples} sample(s), "
                                                          f"{repr.num_frames} frames)"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import comfy.model_management
-import folder_paths
 import numpy as np
 import torch
 from comfy_api.latest import io, ui
@@ -18,10 +17,9 @@ from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
 from moda_core.subject import SUBJECT_FORMAT, Subject, SubjectError
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
-from .util import (expect, expect_images, file_fingerprint, inside, log, progress_callback, require_mediapipe,
-                   safetensors_header)
+from .util import (expect, expect_images, file_fingerprint, list_user_files, log, progress_callback,
+                   require_mediapipe, resolve_user_file, safetensors_header, save_target)
 
-OUTPUT_SUBFOLDER = "moda"               # MODA Save Subject writes here, as MODA Save Repr does
 SUBJECT_SUFFIX = ".safetensors"
 NAME_TOOLTIP = "A name stored in the subject (and in R made from it), shown by MODA Repr Info. May be empty."
 
@@ -140,20 +138,9 @@ def _is_subject_file(path: str) -> bool:
     return (safetensors_header(path).get("__metadata__") or {}).get("format") == SUBJECT_FORMAT
 
 
-def _subject_files(root: str) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [os.path.relpath(os.path.join(dirpath, n), root).replace(os.sep, "/") for n in filenames
-                  if n.endswith(SUBJECT_SUFFIX) and _is_subject_file(os.path.join(dirpath, n))]
-    return sorted(found)
-
-
 def list_subject_files() -> list[str]:
     """Subject files in the input folder (any depth), then MODA Save Subject results as ``moda/... [output]``."""
-    output = os.path.join(folder_paths.get_output_directory(), OUTPUT_SUBFOLDER)
-    return (_subject_files(folder_paths.get_input_directory())
-            + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _subject_files(output)])
+    return list_user_files((SUBJECT_SUFFIX,), _is_subject_file)
 
 
 class MODASaveSubject(io.ComfyNode):
@@ -179,13 +166,8 @@ class MODASaveSubject(io.ComfyNode):
     @classmethod
     def execute(cls, subject: Subject, filename_prefix: str) -> io.NodeOutput:
         expect(cls.DISPLAY_NAME, "subject", subject, Subject, "a Subject", "MODA_SUBJECT")
-        prefix = filename_prefix.strip().replace("\\", "/")
-        if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
-            raise node_error(cls.DISPLAY_NAME, "filename_prefix", f"{filename_prefix!r} is empty or leaves the "
-                             "output folder", "use a relative name such as 'subject' or 'cathy/subject'")
-        output_dir = folder_paths.get_output_directory()
-        folder, name, counter, _, _ = folder_paths.get_save_image_path(f"{OUTPUT_SUBFOLDER}/{prefix}", output_dir)
-        path = str(subject.save(os.path.join(folder, f"{name}_{counter:05}_{SUBJECT_SUFFIX}")))
+        output_dir, folder, stem = save_target(cls.DISPLAY_NAME, filename_prefix, "subject")
+        path = str(subject.save(os.path.join(folder, stem + SUBJECT_SUFFIX)))
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {os.path.relpath(path, output_dir)}"))
 
 
@@ -210,12 +192,7 @@ class MODALoadSubject(io.ComfyNode):
 
     @classmethod
     def _path(cls, subject_file: str) -> str:
-        path = folder_paths.get_annotated_filepath(subject_file)
-        if not any(inside(path, root) for root in (folder_paths.get_input_directory(),
-                                                     folder_paths.get_output_directory())):
-            raise node_error(cls.DISPLAY_NAME, "subject_file", f"{subject_file!r} points outside the input and "
-                             "output folders", "pick a file from the list")
-        return path
+        return resolve_user_file(cls.DISPLAY_NAME, "subject_file", subject_file)
 
     @classmethod
     def execute(cls, subject_file: str) -> io.NodeOutput:

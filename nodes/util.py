@@ -241,3 +241,50 @@ def file_fingerprint(resolve: Callable[[], str]):
         return digest.hexdigest()
     except (OSError, ValueError):
         return float("nan")
+
+
+# ---------------------------------------------------------------- user files: input/ and output/moda/
+OUTPUT_SUBFOLDER = "moda"      # the Save nodes write here; the Load nodes list it as "moda/<file> [output]"
+
+
+def _walk_files(root: str, suffixes: tuple[str, ...], accept: Callable[[str], bool]) -> list[str]:
+    found = []
+    if not os.path.isdir(root):
+        return found
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if name.endswith(suffixes) and accept(full):
+                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def list_user_files(suffixes: tuple[str, ...], accept: Callable[[str], bool]) -> list[str]:
+    """Files ending in ``suffixes`` that ``accept(full_path)`` in the input folder (any depth), then those in
+    output/moda/ as ``moda/<name> [output]`` (annotated names that ``folder_paths`` resolves)."""
+    output_moda = os.path.join(folder_paths.get_output_directory(), OUTPUT_SUBFOLDER)
+    return (_walk_files(folder_paths.get_input_directory(), suffixes, accept)
+            + [f"{OUTPUT_SUBFOLDER}/{name} [output]" for name in _walk_files(output_moda, suffixes, accept)])
+
+
+def resolve_user_file(display_name: str, input_name: str, name: str) -> str:
+    """Full path of a :func:`list_user_files` choice; refuses names that leave the input and output folders."""
+    path = folder_paths.get_annotated_filepath(name)
+    if not any(inside(path, root) for root in (folder_paths.get_input_directory(),
+                                                folder_paths.get_output_directory())):
+        raise node_error(display_name, input_name, f"{name!r} points outside the input and output folders",
+                         "pick a file from the list")
+    return path
+
+
+def save_target(display_name: str, filename_prefix: str, example: str) -> tuple[str, str, str]:
+    """``(output_dir, folder, stem_with_counter)`` for a new file under output/moda/<prefix>: the caller appends
+    its suffix to ``os.path.join(folder, stem_with_counter)`` (e.g. ``repr_00001_`` + ``.npz``)."""
+    prefix = filename_prefix.strip().replace("\\", "/")
+    if not prefix or prefix.startswith("/") or ".." in prefix.split("/"):
+        raise node_error(display_name, "filename_prefix", f"{filename_prefix!r} is empty or leaves the output "
+                         "folder", f"use a relative name such as '{example}' or 'cathy/{example}'")
+    output_dir = folder_paths.get_output_directory()
+    folder, stem, counter, _, _ = folder_paths.get_save_image_path(f"{OUTPUT_SUBFOLDER}/{prefix}", output_dir)
+    return output_dir, folder, f"{stem}_{counter:05}_"
