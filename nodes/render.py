@@ -1,6 +1,8 @@
 """Rendering: condition images + subject -> frames (the TPE renderer), and pasting frames back into the photo."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import comfy.model_management
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,17 @@ def _fit(conditions: torch.Tensor, size: int) -> torch.Tensor:
         return conditions
     resized = F.interpolate(conditions.permute(0, 3, 1, 2), size=(size, size), mode="area")
     return resized.permute(0, 2, 3, 1)
+
+
+def _map_chunks(frames: torch.Tensor, chunk: int, work: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``work(start, frames[start:start + chunk])`` for each chunk, with progress and cancel; concatenated on the
+    intermediate device."""
+    count, done = frames.shape[0], []
+    report = progress_callback(count)
+    for start in range(0, count, chunk):
+        done.append(work(start, frames[start:start + chunk]).to(comfy.model_management.intermediate_device()))
+        report(min(start + chunk, count), count)
+    return torch.cat(done)
 
 
 class MODARender(io.ComfyNode):
@@ -66,16 +79,10 @@ class MODARender(io.ComfyNode):
         size = renderer.module.config.image_size
         reference = reference_at(subject, size)
         settings = getattr(renderer.module, "render_settings", RenderSettings())
-        count = conditions.shape[0]
-        report = progress_callback(count)
-        frames = []
         with renderer.active() as net:
-            for start in range(0, count, batch_size):
-                batch = _fit(conditions[start:start + batch_size].to(torch.float32), size)
-                frames.append(render_batch(net, batch, reference, start_frame + start, tpe=settings.tpe,
-                                           precision=renderer.precision))
-                report(start + batch.shape[0], count)
-        return io.NodeOutput(torch.cat(frames).to(comfy.model_management.intermediate_device()))
+            return io.NodeOutput(_map_chunks(conditions, batch_size, lambda start, batch: render_batch(
+                net, _fit(batch.to(torch.float32), size), reference, start_frame + start, tpe=settings.tpe,
+                precision=renderer.precision)))
 
 
 class MODAPasteBack(io.ComfyNode):
@@ -111,14 +118,9 @@ class MODAPasteBack(io.ComfyNode):
         if subject.source_image is None:
             raise node_error(name, "subject", "it keeps no source photo", "build it with MODA Subject from Image "
                              "or MODA Subject from Video (loaded sample subjects have none)")
-        count = images.shape[0]
-        report = progress_callback(count)
-        paste, pasted = PasteBack(subject, images.shape[1], feather), []
-        for start in range(0, count, PASTE_CHUNK):
-            chunk = images[start:start + PASTE_CHUNK].to("cpu", torch.float32)
-            pasted.append(paste(chunk))
-            report(start + chunk.shape[0], count)
-        return io.NodeOutput(torch.cat(pasted).to(comfy.model_management.intermediate_device()))
+        paste = PasteBack(subject, images.shape[1], feather)
+        return io.NodeOutput(_map_chunks(images, PASTE_CHUNK,
+                                         lambda start, chunk: paste(chunk.to("cpu", torch.float32))))
 
 
 NODES = [MODARender, MODAPasteBack]
