@@ -230,16 +230,17 @@ class _CSVLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self._fields: list[str] | None = None          # read from an existing file once
 
     def write(self, row: Mapping[str, float]) -> None:
         new = not self.path.exists()
         if new:
-            fields = list(row)
-        else:
+            self._fields = list(row)
+        elif self._fields is None:
             with self.path.open(newline="") as handle:
-                fields = next(csv.reader(handle))
+                self._fields = next(csv.reader(handle))
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=self._fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
