@@ -63,7 +63,8 @@ def _options(args, **extra):
                           **extra)
 
 
-def _load_subject(args, progress: StageProgress):
+def load_subject(args, progress: StageProgress):
+    """``--image`` prepared into a subject (warnings printed), else ``--subject`` loaded."""
     from moda_core.subject import Subject
 
     if getattr(args, "image", None) is not None:
@@ -77,7 +78,8 @@ def _load_subject(args, progress: StageProgress):
     return Subject.load(args.subject)
 
 
-def _check_output(path: Path) -> None:
+def check_output(path: Path) -> None:
+    """``--out`` must be an .mp4; its folder is created."""
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"--out must end in .mp4, got {path}")
     if not path.parent.exists():
@@ -88,10 +90,10 @@ def run_animate(args) -> int:
     from moda_core.pipeline import MODAModels, animate
     from moda_core.preprocess import load_audio
 
-    _check_output(args.out)
+    check_output(args.out)
     started = time.perf_counter()
     progress = StageProgress()
-    subject = _load_subject(args, progress)
+    subject = load_subject(args, progress)
     wave, _ = load_audio(args.audio)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=args.samples, sample=args.sample,
@@ -110,7 +112,7 @@ def run_render(args) -> int:
     from moda_core.repr import TalkingRepr
     from moda_core.subject import Subject
 
-    _check_output(args.out)
+    check_output(args.out)
     started = time.perf_counter()
     r = TalkingRepr.load(args.repr)
     subject = Subject.load(args.subject)

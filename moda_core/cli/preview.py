@@ -31,27 +31,19 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from moda_core.cli.animate import check_output, load_subject
     from moda_core.cli.progress import StageProgress
     from moda_core.pipeline import condition_batches
     from moda_core.preview import loudness_envelope, loudness_motion
     from moda_core.repr import TalkingRepr
-    from moda_core.subject import Subject
     from moda_core.video import VideoWriter
 
-    if args.out.suffix.lower() != ".mp4":
-        raise ValueError(f"--out must end in .mp4, got {args.out}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    check_output(args.out)
     started = time.perf_counter()
-    if args.image is not None:
-        from moda_core.preprocess import subject_from_photo
-
-        subject, diagnostics = subject_from_photo(args.image, models_dir=args.models, name=args.image.stem)
-        for warning in diagnostics.warnings:
-            print(f"moda preview: warning: {warning}")
-        if args.save_subject is not None:
-            subject.save(args.save_subject)
-    else:
-        subject = Subject.load(args.subject)
+    progress = StageProgress()
+    subject = load_subject(args, progress)
+    if args.image is not None and args.save_subject is not None:
+        subject.save(args.save_subject)
     wave = None
     if args.audio is not None:
         from moda_core.preprocess import load_audio
@@ -65,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         level = loudness_envelope(wave, rate, args.fps, frames) if wave is not None else None
         r = loudness_motion(subject, frames, args.fps, level)
     reference = subject.reference_float()
-    with StageProgress() as progress, VideoWriter(args.out, r.fps, audio=None if wave is None else (wave, rate)) as out:
+    with progress, VideoWriter(args.out, r.fps, audio=None if wave is None else (wave, rate)) as out:
         for start, images in condition_batches(r, subject, sample=args.sample, batch_size=16):
             if args.side_by_side:
                 images = torch.cat([reference.expand_as(images), images], dim=2)
