@@ -27,7 +27,7 @@ def test_preview_side_by_side_from_subject(tmp_path, data_dir):
     info = probe_video(out)
     assert (info.width, info.height, info.num_frames, info.has_audio) == (1024, 512, 10, False)
     first = next(read_frames(out, 20))[2]
-    reference = subject.reference_float().reshape(512, 512, 3).numpy() * 255                 # left half: the reference crop
+    reference = subject.reference_float().reshape(512, 512, 3).numpy() * 255   # left half: the reference crop
     assert abs(first[:, :512].astype(float) - reference).mean() < 6
 
 
