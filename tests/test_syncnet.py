@@ -118,10 +118,10 @@ def test_mfcc_equals_python_speech_features(data_dir):
     reference = pytest.importorskip("python_speech_features")   # in the [test] extra, so CI runs it
     from moda_core.preprocess import load_audio
 
-    wave, rate = load_audio(data_ok := data_dir / "audio" / "en_hdtf_radio31.wav")
+    wave, rate = load_audio(data_dir / "audio" / "en_hdtf_radio31.wav")
     pcm = mfcc_module.pcm16_scale(wave)
     ours = mfcc_module.mfcc(pcm, rate)
-    assert ours.shape == (1 + int(np.ceil((len(pcm) - 400) / 160)), 13), data_ok
+    assert ours.shape == (1 + int(np.ceil((len(pcm) - 400) / 160)), 13)
     np.testing.assert_allclose(ours, reference.mfcc(pcm, rate), rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(mfcc_module.mel_filterbank(rate), reference.get_filterbanks(26, 512, rate))
     for length in (1, 399, 400, 401, 561):                      # framing edge cases, including silence
@@ -238,7 +238,7 @@ def test_score_crops_checks_lengths(tiny_net):
 
 
 # ----------------------------------------------------------------------------------------------- real video
-def test_real_video_with_mediapipe_crops(tmp_path, data_dir, tiny_net):
+def test_real_video_with_mediapipe_crops(data_dir, tiny_net):
     seen = []
     score = score_video(tiny_net, data_dir / "video" / "may_5s.mp4", models_dir=data_dir / "models",
                         progress=lambda done, total: seen.append((done, total)))
