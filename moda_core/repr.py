@@ -161,30 +161,30 @@ class TalkingRepr:
     @classmethod
     def concat_time(cls, reprs: Iterable["TalkingRepr"]) -> "TalkingRepr":
         """Join representations one after the other in time."""
-        reprs = list(reprs)
-        if not reprs:
-            raise ReprError("concat_time needs at least one R")
-        first = reprs[0]
-        for r in reprs[1:]:
-            if (r.fps, r.is_offset, r.num_samples, r.face is None) != (first.fps, first.is_offset,
-                                                                         first.num_samples, first.face is None):
-                raise ReprError("concat_time needs equal fps, is_offset, sample count and face presence; "
-                                f"got fps {first.fps} vs {r.fps}, offsets {first.is_offset} vs {r.is_offset}, "
-                                f"samples {first.num_samples} vs {r.num_samples}")
-        return first.replace(**{n: torch.cat([getattr(r, n) for r in reprs], dim=1) for n in first.tracks()})
+        return cls._join(reprs, dim=1, name="concat_time")
 
     @classmethod
     def stack_samples(cls, reprs: Iterable["TalkingRepr"]) -> "TalkingRepr":
         """Join representations of the same length as extra samples."""
+        return cls._join(reprs, dim=0, name="stack_samples")
+
+    @classmethod
+    def _join(cls, reprs: Iterable["TalkingRepr"], dim: int, name: str) -> "TalkingRepr":
+        """Concatenate every track along ``dim`` (0 samples, 1 time); everything else must agree."""
         reprs = list(reprs)
         if not reprs:
-            raise ReprError("stack_samples needs at least one R")
+            raise ReprError(f"{name} needs at least one R")
         first = reprs[0]
+        kept = "num_samples" if dim == 1 else "num_frames"
         for r in reprs[1:]:
-            if (r.fps, r.is_offset, r.num_frames, r.face is None) != (first.fps, first.is_offset,
-                                                                        first.num_frames, first.face is None):
-                raise ReprError("stack_samples needs equal fps, is_offset, frame count and face presence")
-        return first.replace(**{n: torch.cat([getattr(r, n) for r in reprs], dim=0) for n in first.tracks()})
+            differ = [f"{key} {getattr(first, key)} vs {getattr(r, key)}" for key in ("fps", "is_offset", kept)
+                      if getattr(first, key) != getattr(r, key)]
+            if (first.face is None) != (r.face is None):
+                differ.append("face present in only one")
+            if differ:
+                raise ReprError(f"{name} needs equal fps, is_offset, {kept} and face presence; got "
+                                + ", ".join(differ))
+        return first.replace(**{n: torch.cat([getattr(r, n) for r in reprs], dim=dim) for n in first.tracks()})
 
     def resample(self, fps: float) -> "TalkingRepr":
         """Linear resampling in time (``align_corners=True``) to ``round(duration * fps)`` frames."""

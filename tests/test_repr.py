@@ -61,8 +61,10 @@ def test_slice_concat_roundtrip():
     assert r.slice_time(-3).num_frames == 3
     with pytest.raises(ReprError, match="empty"):
         r.slice_time(20, 30)
-    with pytest.raises(ReprError, match="equal fps"):
+    with pytest.raises(ReprError, match="equal fps.*got fps 30.0 vs 25"):
         TalkingRepr.concat_time([a, b.replace(fps=25)])
+    with pytest.raises(ReprError, match="at least one R"):
+        TalkingRepr.concat_time([])
 
 
 def test_samples_select_and_stack():
@@ -70,6 +72,8 @@ def test_samples_select_and_stack():
     assert torch.equal(r.select_samples([2]).head_pose[0], r.head_pose[2])
     stacked = TalkingRepr.stack_samples([r.select_samples(0), r.select_samples(1)])
     assert stacked.num_samples == 2 and torch.equal(stacked.mouth, r.mouth[:2])
+    with pytest.raises(ReprError, match="stack_samples needs .*got num_frames 12 vs 4"):
+        TalkingRepr.stack_samples([r, r.slice_time(0, 4)])
     with pytest.raises(ReprError, match="out of range"):
         r.select_samples(3)
 
