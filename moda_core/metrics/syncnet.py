@@ -146,11 +146,12 @@ def frame_indices_at(count: int, fps: float, target_fps: float = SYNC_FPS) -> np
     return np.minimum(np.floor(np.arange(total) * fps / target_fps + 0.5).astype(int), count - 1)
 
 
-def _rgb_uint8(frame: np.ndarray) -> np.ndarray:
-    """A [0, 1] float frame from :class:`Frames` -> uint8 RGB."""
-    if frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    return np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+def _rgb_uint8(frames: Frames, t: int) -> np.ndarray:
+    """Frame ``t`` as uint8 RGB (uint8 input as it is, anything else through the [0, 1] scale)."""
+    frame = frames.array[t]
+    if frame.dtype != np.uint8:
+        frame = np.clip(np.rint(frames[t] * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame
 
 
 # ----------------------------------------------------------------------------------------------- face crops
@@ -251,14 +252,14 @@ def score_crops(network: SyncNet, crops: np.ndarray, pcm16: np.ndarray, *, max_o
                          f"frames and {len(pcm16) / SYNC_RATE:.2f} s of audio")
     device = next(network.parameters()).device
     cepstra = torch.from_numpy(mfcc(pcm16, SYNC_RATE).T.copy()).float()                     # [13, steps]
-    video = torch.from_numpy(crops[:usable]).permute(3, 0, 1, 2).float()                   # [3, T, 224, 224]
+    windows = cepstra.unfold(1, MFCC_STEPS, MFCC_PER_FRAME)                                  # [13, W, 20]
+    video = torch.from_numpy(np.ascontiguousarray(crops[:usable])).permute(3, 0, 1, 2).float()  # [3, T, 224, 224]
     lips, sounds = [], []
     for start in range(0, count, batch_size):
         stop = min(count, start + batch_size)
         clips = video[:, start:stop + CLIP_FRAMES - 1].unfold(1, CLIP_FRAMES, 1)           # [3, B, H, W, 5]
         lips.append(network.embed_lips(clips.permute(1, 0, 4, 2, 3).to(device)).cpu())
-        steps = torch.stack([cepstra[:, i * MFCC_PER_FRAME:i * MFCC_PER_FRAME + MFCC_STEPS]
-                             for i in range(start, stop)])
+        steps = windows[:, start:stop].permute(1, 0, 2)                                   # [B, 13, 20]
         sounds.append(network.embed_audio(steps[:, None].to(device)).cpu())
         if progress is not None:
             progress(stop, count)
@@ -277,18 +278,16 @@ def score_frames(network: SyncNet, frames: Any, pcm16: np.ndarray, *, fps: float
     checked = frames if isinstance(frames, Frames) else Frames(frames, "frames")
     picks = frame_indices_at(len(checked), fps)
     _check_length(len(picks))
-    rgb_frames = lambda: (_rgb_uint8(checked[int(t)]) for t in picks)   # noqa: E731 (re-iterable source)
+    if boxes is not None:
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim != 2 or len(boxes) != len(checked):
+            raise ValueError(f"boxes must be [T, 4] for the {len(checked)} frames, got {list(boxes.shape)}")
+        boxes = boxes[picks]
+    rgb = [_rgb_uint8(checked, int(t)) for t in picks]
     if not crop:
-        crops = np.stack([rgb[:, :, ::-1] for rgb in rgb_frames()])
+        crops = np.stack(rgb)[..., ::-1]
     else:
-        if boxes is None:
-            boxes = face_boxes(rgb_frames(), models_dir=models_dir)
-        else:
-            boxes = np.asarray(boxes, dtype=np.float64)
-            if boxes.ndim != 2 or len(boxes) != len(checked):
-                raise ValueError(f"boxes must be [T, 4] for the {len(checked)} frames, got {list(boxes.shape)}")
-            boxes = boxes[picks]
-        crops = crop_faces(rgb_frames(), boxes)
+        crops = crop_faces(rgb, boxes if boxes is not None else face_boxes(rgb, models_dir=models_dir))
     return score_crops(network, crops, pcm16, progress=progress)
 
 
