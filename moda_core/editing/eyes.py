@@ -22,7 +22,6 @@ from moda_core.landmarks import connection_groups, eye_indices, mouth_indices
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
-EYE_SIDES = ("left", "right")
 # MediaPipe lid contours, upper point k above lower point k (outer corner side first), and the eye corners.
 UPPER_LIDS = ((466, 388, 387, 386, 385, 384, 398), (246, 161, 160, 159, 158, 157, 173))
 LOWER_LIDS = ((249, 390, 373, 374, 380, 381, 382), (7, 163, 144, 145, 153, 154, 155))
@@ -85,9 +84,19 @@ def eye_openness(r: TalkingRepr, subject: Subject | None = None) -> torch.Tensor
     return gap[..., LID_CENTRE] / width
 
 
+def openness_series(r: TalkingRepr, subject: Subject | None = None) -> np.ndarray:
+    """Mean openness of both eyes ``[S, T]`` (float64 numpy)."""
+    return eye_openness(r, subject).mean(dim=-1).detach().cpu().double().numpy()
+
+
+def closed_runs(closed: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` spans (stop exclusive) of the True runs of a ``[T]`` mask."""
+    return [(span.start, span.stop) for (span,) in find_objects(label(closed)[0])]
+
+
 def _blink_signal(r: TalkingRepr, subject: Subject | None) -> tuple[np.ndarray, np.ndarray]:
     """Mean openness of both eyes ``[S, T]`` and each sample's open level (its median) ``[S, 1]``."""
-    signal = eye_openness(r, subject).mean(dim=-1).detach().cpu().double().numpy()
+    signal = openness_series(r, subject)
     return signal, np.median(signal, axis=1, keepdims=True)
 
 
@@ -98,7 +107,7 @@ def detect_blinks(r: TalkingRepr, subject: Subject | None = None,
     threshold = check_number("threshold", threshold, 0.0, 1.0)
     signal, open_level = _blink_signal(r, subject)
     closed = signal < threshold * open_level
-    return [[(span.start, span.stop) for (span,) in find_objects(label(row)[0])] for row in closed]
+    return [closed_runs(row) for row in closed]
 
 
 def blink_rate(r: TalkingRepr, subject: Subject | None = None, threshold: float = 0.5) -> list[float]:

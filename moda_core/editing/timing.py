@@ -5,13 +5,12 @@ from typing import Sequence
 
 import torch
 
-from moda_core.editing.keyframes import check_number, parse_names
+from moda_core.editing.keyframes import _check_unit, check_number, parse_names
 from moda_core.repr import TRACK_SHAPES, TalkingRepr
 
 
 def _to_frames(value: float, unit: str, fps: float, param: str) -> float:
-    if unit not in ("s", "f"):
-        raise ValueError(f"unit must be 's' (seconds) or 'f' (frames), got {unit!r}")
+    _check_unit(unit)
     number = check_number(param, value)
     return number * fps if unit == "s" else number
 

@@ -96,11 +96,11 @@ def head_pose_stats(pose: Any, *, fps: float | None = None) -> dict[str, dict[st
 def eye_openness_series(r: TalkingRepr, subject: "Subject | None" = None) -> np.ndarray:
     """``[S, T]`` eye openness of an R, both eyes averaged: :func:`moda_core.editing.eyes.eye_openness` (lid-centre
     gap over eye width, about 0.25 open and 0 closed). Offsets need ``subject``."""
-    from moda_core.editing.eyes import eye_openness      # lazy: the landmark/image metrics do not need editing
+    from moda_core.editing.eyes import openness_series   # lazy: the landmark/image metrics do not need editing
 
     if not isinstance(r, TalkingRepr):
         raise ValueError(f"eye openness needs a TalkingRepr, got {type(r).__name__}")
-    return eye_openness(r, subject).mean(dim=-1).detach().cpu().double().numpy()
+    return openness_series(r, subject)
 
 
 def count_blinks(openness: np.ndarray, threshold: float = 0.5) -> int:
@@ -108,8 +108,9 @@ def count_blinks(openness: np.ndarray, threshold: float = 0.5) -> int:
     level = float(np.median(openness))
     if level <= 0:
         return 0
-    closed = openness < threshold * level
-    return int(closed[0]) + int(np.count_nonzero(closed[1:] & ~closed[:-1]))
+    from moda_core.editing.eyes import closed_runs
+
+    return len(closed_runs(openness < threshold * level))
 
 
 def blink_rate(x: Any, *, fps: float | None = None, subject: "Subject | None" = None,

@@ -194,17 +194,16 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
     diverse = gen or (None if generated.num_samples >= 2 else
                       f"needs >= 2 samples of the same audio, generated R has {generated.num_samples}")
     run("Diversity", "canonical px^2", None, diverse, lambda: motion.diversity(generated, dims=dims))
-    stats = None
+    stats, pose_reason = None, gen
     if gen is None:
         try:
             stats = motion.head_pose_stats(generated)
         except ValueError as err:
-            gen_pose = f"error: {err}"
+            pose_reason = f"error: {err}"
     for axis in HEAD_POSE_AXES[:6]:
         unit = "deg" if axis in ("yaw", "pitch", "roll") else "px"
-        reason = gen if gen else (None if stats is not None else gen_pose)
-        run(f"pose range {axis}", unit, None, reason, lambda a=axis: stats[a]["range"])
-        run(f"pose speed {axis}", f"{unit}/s", None, reason, lambda a=axis: stats[a]["speed"])
+        run(f"pose range {axis}", unit, None, pose_reason, lambda a=axis: stats[a]["range"])
+        run(f"pose speed {axis}", f"{unit}/s", None, pose_reason, lambda a=axis: stats[a]["speed"])
     run("blink rate", "blinks/min", None, gen, lambda: motion.blink_rate(generated, subject=subject))
     return report
 

@@ -55,6 +55,10 @@ NO_WEIGHTS_REASON = ("SyncNet confidence needs user-supplied SyncNet weights (sy
 ProgressFn = Callable[[int, int], None]
 
 
+SYNC_ROWS = (("Sync", "", True), ("Sync-D", "", False), ("Sync offset", "frames at 25 fps", None))
+"""(name, unit, higher_is_better) of the three rows."""
+
+
 @dataclass(frozen=True)
 class SyncScore:
     """The outcome of a sync search."""
@@ -67,16 +71,15 @@ class SyncScore:
 
     def rows(self, **details: Any) -> list[MetricResult]:
         info = dict(offset_frames=self.offset, windows=self.windows, **details)
-        return [MetricResult("Sync", self.confidence, "", True, details=dict(info, min_distance=self.min_distance)),
-                MetricResult("Sync-D", self.min_distance, "", False, details=dict(info, confidence=self.confidence)),
-                MetricResult("Sync offset", float(self.offset), "frames at 25 fps", None, details=info)]
+        values = (self.confidence, self.min_distance, float(self.offset))
+        extra = (dict(min_distance=self.min_distance), dict(confidence=self.confidence), {})
+        return [MetricResult(name, value, unit, better, details=dict(info, **more))
+                for (name, unit, better), value, more in zip(SYNC_ROWS, values, extra)]
 
 
 def skipped_rows(reason: str, **details: Any) -> list[MetricResult]:
     """The "Sync", "Sync-D" and "Sync offset" rows, all skipped for ``reason``."""
-    return [MetricResult.skip("Sync", reason, "", True, **details),
-            MetricResult.skip("Sync-D", reason, "", False, **details),
-            MetricResult.skip("Sync offset", reason, "frames at 25 fps", None, **details)]
+    return [MetricResult.skip(name, reason, unit, better, **details) for name, unit, better in SYNC_ROWS]
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -97,7 +100,7 @@ def load_syncnet(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     Loads strictly; a missing ``num_batches_tracked`` (old torch files) is filled in. ``FileNotFoundError`` or
     ``ValueError`` naming the file and the missing/unexpected/mis-shaped keys otherwise.
     """
-    from moda_core.checkpoints import _mismatch_report, read_authors_checkpoint
+    from moda_core.checkpoints import _load_strict, read_authors_checkpoint
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -115,11 +118,7 @@ def load_syncnet(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = value.clone()
-    report = _mismatch_report({k: tuple(v.shape) for k, v in expected.items()},
-                              {k: tuple(v.shape) for k, v in state.items()})
-    if report:
-        raise ValueError(f"{path}: not SyncNet weights (the layout of syncnet_v2.model): {report}")
-    network.load_state_dict(state, strict=True)
+    _load_strict(network, state, path, "SyncNet (syncnet_v2.model layout)")
     return network.to(device).eval()
 
 
@@ -128,6 +127,10 @@ def audio_for_syncnet(audio: Any, sample_rate: int | None) -> np.ndarray:
     """A waveform ``[N]``, ``[C, N]`` or ComfyUI's ``[1, C, N]`` at ``sample_rate`` -> 16 kHz PCM16 values."""
     from moda_core.preprocess.audio import resample_audio
 
+    return pcm16_scale(resample_audio(*_checked_waveform(audio, sample_rate), SYNC_RATE))
+
+
+def _checked_waveform(audio: Any, sample_rate: int | None) -> tuple[np.ndarray, int]:
     wave = to_numpy(audio, "audio")
     if wave.ndim == 3 and wave.shape[0] == 1:
         wave = wave[0]
@@ -135,7 +138,7 @@ def audio_for_syncnet(audio: Any, sample_rate: int | None) -> np.ndarray:
         raise ValueError(f"audio must be a waveform [N], [C, N] or [1, C, N], got shape {list(wave.shape)}")
     if sample_rate is None or int(sample_rate) <= 0:
         raise ValueError(f"audio needs sample_rate > 0, got {sample_rate}")
-    return pcm16_scale(resample_audio(wave, int(sample_rate), SYNC_RATE))
+    return wave, int(sample_rate)
 
 
 def frame_indices_at(count: int, fps: float, target_fps: float = SYNC_FPS) -> np.ndarray:
@@ -155,8 +158,7 @@ def _rgb_uint8(frames: Frames, t: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- face crops
-def face_boxes(frames: Iterable[np.ndarray], *, fps: float = SYNC_FPS,
-               models_dir: str | os.PathLike | None = None) -> np.ndarray:
+def face_boxes(frames: Iterable[np.ndarray], *, models_dir: str | os.PathLike | None = None) -> np.ndarray:
     """``[T, 4]`` boxes ``(x0, y0, x1, y1)`` in pixels: the bounding box of MediaPipe's 478 landmarks.
 
     Frames without a face get a box interpolated from their neighbours; ``ValueError`` if no frame has one.
@@ -166,7 +168,7 @@ def face_boxes(frames: Iterable[np.ndarray], *, fps: float = SYNC_FPS,
     found: list[np.ndarray | None] = []
     with FaceLandmarks(models_dir, video=True) as landmarker:
         for t, rgb in enumerate(frames):
-            faces = landmarker.detect(rgb, timestamp_ms=int(round(t * 1000.0 / fps)))
+            faces = landmarker.detect(rgb, timestamp_ms=int(round(t * 1000.0 / SYNC_FPS)))
             found.append(None if not faces else np.concatenate([faces[0][:, :2].min(0), faces[0][:, :2].max(0)]))
     hits = [t for t, box in enumerate(found) if box is not None]
     if not hits:
@@ -317,12 +319,12 @@ def syncnet_confidence(frames: Any, audio: Any, sample_rate: int | None, *, fps:
     :data:`NO_WEIGHTS_REASON`; a ``weights_path`` that does not exist: ``FileNotFoundError``.
     """
     checked = Frames(frames, "frames")
-    pcm16 = audio_for_syncnet(audio, sample_rate)
+    _checked_waveform(audio, sample_rate)
     if network is None and (weights_path is None or str(weights_path) == ""):
         return skipped_rows(NO_WEIGHTS_REASON)
     if fps is None:
         raise ValueError("SyncNet needs the frame rate of the frames (fps)")
     network = network if network is not None else load_syncnet(weights_path, device)
-    score = score_frames(network, checked, pcm16, fps=fps, boxes=boxes, crop=crop,
+    score = score_frames(network, checked, audio_for_syncnet(audio, sample_rate), fps=fps, boxes=boxes, crop=crop,
                          models_dir=models_dir, progress=progress)
     return score.rows(crop="given boxes" if boxes is not None else ("mediapipe" if crop else "none"))

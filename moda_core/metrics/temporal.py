@@ -29,15 +29,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from moda_core.metrics.image import Frames, frame_pair
+from moda_core.metrics.image import _LUMA, Frames, frame_pair
 
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
 TCM_EPS = 1e-10
-_GRAY = np.array([0.299, 0.587, 0.114])
 
 
 def _gray_u8(frame: np.ndarray) -> np.ndarray:
-    gray = frame[..., 0] if frame.shape[-1] == 1 else frame @ _GRAY
+    gray = frame[..., 0] if frame.shape[-1] == 1 else frame @ _LUMA
     return np.clip(np.round(gray * 255.0), 0, 255).astype(np.uint8)
 
 
