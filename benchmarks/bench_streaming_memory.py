@@ -16,17 +16,13 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, tempfile, time
 import numpy as np, torch
-from moda_core.models.faco import FaCoConfig, FaCoNet
-from moda_core.models.moda import MODAConfig, MODANet
-from moda_core.models.renderer import RendererConfig, RenderGenerator
-from moda_core.pipeline import AnimateOptions, MODAModels, animate
+from moda_core.bench import build_models
+from moda_core.pipeline import AnimateOptions, animate
 from moda_core.preprocess import load_audio
 from moda_core.subject import Subject
 
 seconds, output_size, samples = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-torch.manual_seed(0)
-models = MODAModels(MODANet(MODAConfig.tiny()).eval(), FaCoNet(FaCoConfig.tiny()).eval(),
-                    RenderGenerator(RendererConfig.tiny()).eval())
+models = build_models("tiny")
 subject = Subject.load(sys.argv[4])
 speech, rate = load_audio(samples + "/speech.wav")
 wave = np.resize(speech, int(seconds * rate))

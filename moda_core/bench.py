@@ -51,12 +51,12 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5, d
     return 2 * size ** 3 / best / 1e9
 
 
-def renderer_flops(renderer: torch.nn.Module, batch: int = 1) -> int:
+def renderer_flops(renderer: torch.nn.Module) -> int:
     """Floating-point operations of one renderer forward pass (torch's FLOP counter)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     size, channels = renderer.config.image_size, renderer.config.in_channels
-    x = torch.zeros(batch, channels, size, size, device=next(renderer.parameters()).device)
+    x = torch.zeros(1, channels, size, size, device=next(renderer.parameters()).device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         renderer(x)
     return counter.get_total_flops()
@@ -81,11 +81,9 @@ def build_models(config: str, device: str = "cpu"):
 
 @torch.no_grad()
 def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp32", batch_size: int = 4,
-                     max_render_frames: int | None = None,
-                     video_path: Path | None = None) -> dict:
+                     max_render_frames: int | None = None) -> dict:
     """Time each stage of ``animate`` on ``wave`` (16 kHz mono); returns a dict of figures."""
-    from moda_core.pipeline import compose_face, condition_batches, reference_at, render_batch
-    from moda_core.repr import TalkingRepr
+    from moda_core.pipeline import compose_face, condition_batches, motion_repr, reference_at, render_batch
     from moda_core.smoothing import smooth_motion
     from moda_core.video import VideoWriter
 
@@ -101,20 +99,16 @@ def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp3
         features = models.moda.encode_audio(inputs[None], num_frames)
     with times.measure("MODA"):
         out = models.moda(features, style[None], generator=torch.Generator().manual_seed(0))
-    r = TalkingRepr(mouth=out.lip[0].cpu().reshape(-1, 40, 3), eyes=out.eye[0].cpu().reshape(-1, 60, 3),
-                    head_pose=out.head[0].cpu(), torso=out.torso[0].cpu().reshape(-1, 18, 3), fps=fps,
-                    is_offset=True)
-    r = smooth_motion(r)
+    r = smooth_motion(motion_repr([out], fps))
     with times.measure("FaCo-Net + smoothing"):
         r = compose_face(models.faco, r, subject)
     if max_render_frames is not None:
         r = r.slice_time(0, min(max_render_frames, r.num_frames))
     size = models.render_size
     reference = reference_at(subject, size)
-    scratch = tempfile.TemporaryDirectory()
-    target = video_path or Path(scratch.name) / "bench.mp4"
     rendered = 0
-    with scratch, VideoWriter(target, fps, audio=(wave, SAMPLE_RATE)) as writer:
+    with tempfile.TemporaryDirectory() as scratch, \
+            VideoWriter(Path(scratch) / "bench.mp4", fps, audio=(wave, SAMPLE_RATE)) as writer:
         batches = condition_batches(r, subject, batch_size=batch_size, size=size)
         while True:
             with times.measure("projection + drawing"):

@@ -33,7 +33,6 @@ from moda_core.tpe import TPEConfig, temporal_positional_encoding
 
 Progress = Callable[[str, int, int], None]       # (stage, done, total); may raise to stop the run
 WEIGHT_FILES = {"moda": "moda.safetensors", "faco": "faco.safetensors", "renderer": "renderer.safetensors"}
-MAX_SECONDS_WARNING = 3600.0
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -153,12 +152,17 @@ def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, s
         samples.append(generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend,
                                        on_window=report))
 
+    return motion_repr(samples, fps, subject=subject.name,
+                       meta={"seeds": ",".join(str(seed + i) for i in range(num_samples))})
+
+
+def motion_repr(samples: list, fps: float, **fields) -> TalkingRepr:
+    """MODA outputs (one per sample; ``lip``/``eye``/``head``/``torso`` of one clip) -> R offsets on the CPU."""
     def stack(name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.stack([getattr(m, name).float().cpu() for m in samples]).reshape(num_samples, -1, *shape)
+        return torch.stack([getattr(m, name).float().cpu() for m in samples]).reshape(len(samples), -1, *shape)
 
     return TalkingRepr(mouth=stack("lip", (40, 3)), eyes=stack("eye", (60, 3)), head_pose=stack("head", (7,)),
-                       torso=stack("torso", (18, 3)), fps=fps, is_offset=True, subject=subject.name,
-                       meta={"seeds": ",".join(str(seed + i) for i in range(num_samples))})
+                       torso=stack("torso", (18, 3)), fps=fps, is_offset=True, **fields)
 
 
 # ----------------------------------------------------------------------------------------- 3. face

@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-# module name under moda_core.cli -> registered lazily so a missing optional dependency breaks one command only
+# modules under moda_core.cli, each with register(subparsers); heavy imports happen inside their run functions
 SUBCOMMAND_MODULES = ["info", "preview", "animate", "convert", "prepare", "edit", "bench", "evaluate", "train", "quickstart"]
 
 
@@ -13,13 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moda", description="MODA talking-portrait toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"moda_core.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("moda_core.cli."):
-                continue  # sub-command not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"moda_core.cli.{name}").register(sub)
     return parser
 
 
