@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from moda_core.fileio import atomic_write
@@ -224,8 +224,7 @@ def load_model(path: str | os.PathLike, *, kind: str | None = None, device: torc
     if dtype is not None and not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
+        state_dict = load_file(path, device="cpu")
     except SafetensorError as err:
         raise ValueError(f"{path}: could not read the tensors (truncated or corrupt?): {err}") from None
     model = build_model(file_kind, config, device=device)
@@ -353,12 +352,12 @@ def load_audio_encoder(path: str | os.PathLike, device: torch.device | str = "cp
         if encoder is None:
             raise ValueError(f"{os.path.basename(path)} is a MODA file built without an audio encoder")
         return encoder
-    from safetensors.torch import load_file
-
     config_file = os.path.join(os.path.dirname(path), "config.json")
     fields = set(AudioEncoderConfig.__dataclass_fields__)
     config = AudioEncoderConfig()
+    architecture = "wav2vec2-base-960h"
     if os.path.isfile(config_file):
+        architecture = "config.json"
         with open(config_file) as handle:
             config = AudioEncoderConfig(**{k: v for k, v in json.load(handle).items() if k in fields})
     state = {key.removeprefix("wav2vec2."): value for key, value in load_file(path).items()
@@ -366,11 +365,9 @@ def load_audio_encoder(path: str | os.PathLike, device: torch.device | str = "cp
     encoder = AudioEncoder(config)
     state = remap_legacy_weight_norm(state)
     state.setdefault("masked_spec_embed", encoder.masked_spec_embed.detach())       # training-only, often left out
-    expected = {key: tuple(value.shape) for key, value in encoder.state_dict().items()}
-    differ = sorted(set(expected) ^ set(state) | {k for k in expected if k in state and expected[k] != state[k].shape})
-    if differ:
-        raise ValueError(f"{os.path.basename(path)} does not fit the wav2vec2 architecture of "
-                         f"{'config.json' if os.path.isfile(config_file) else 'wav2vec2-base-960h'} "
-                         f"({len(differ)} keys missing, extra or of another shape, e.g. {differ[:3]})")
+    report = _mismatch_report({key: tuple(value.shape) for key, value in encoder.state_dict().items()},
+                              {key: tuple(value.shape) for key, value in state.items()})
+    if report:
+        raise ValueError(f"{os.path.basename(path)} does not fit the wav2vec2 architecture of {architecture}: {report}")
     encoder.load_state_dict(state)
     return encoder.to(device=device, dtype=dtype)

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from moda_core.models._config import ConfigMixin
+
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(ConfigMixin):
     """Multiscale discriminator sizes; defaults are the authors' (22 = generator input 19 + image 3)."""
 
     input_nc: int = 22
@@ -18,26 +20,12 @@ class DiscriminatorConfig:
     num_D: int = 3          # scales: full, 1/2, 1/4 resolution
 
     def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"DiscriminatorConfig.{field.name} must be a positive int, got {value!r}")
+        self._check_positive_ints()
 
     @classmethod
     def tiny(cls) -> "DiscriminatorConfig":
         """ndf 2, 2 layers, 2 scales: for fast tests."""
         return cls(ndf=2, n_layers=2, num_D=2)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DiscriminatorConfig":
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"DiscriminatorConfig: unknown fields {unknown}")
-        return cls(**data)
 
 
 _KERNEL = 4

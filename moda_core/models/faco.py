@@ -5,16 +5,17 @@ State-dict keys match the authors' checkpoints (``FaCo.pkl`` / ``best_D.pkl``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from moda_core.models._config import ConfigMixin
 from moda_core.models.mlp import MLP
 
 
 @dataclass(frozen=True)
-class FaCoConfig:
+class FaCoConfig(ConfigMixin):
     """Sizes of FaCo-Net and its discriminator; defaults are the authors' values."""
 
     vertex_dim: int = 1434           # 478 points x xyz
@@ -28,10 +29,7 @@ class FaCoConfig:
     disc_classifier_hidden: int = 128
 
     def __post_init__(self):
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"FaCoConfig.{field.name} must be a positive int, got {value!r}")
+        self._check_positive_ints()
         if self.feature_dim % 2:
             raise ValueError(f"FaCoConfig.feature_dim must be even (lip and eye halves), got {self.feature_dim}")
 
@@ -40,17 +38,6 @@ class FaCoConfig:
         """Same point dimensions, narrow hidden layers: for fast tests."""
         return cls(feature_dim=8, subject_hidden=8, driven_hidden=8, decoder_hidden=16,
                    disc_mesh_hidden=8, disc_classifier_hidden=8)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FaCoConfig":
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"FaCoConfig: unknown fields {unknown}")
-        return cls(**data)
 
 
 def _check_last_dim(name: str, tensor: torch.Tensor, ndim: int, size: int) -> None:

@@ -13,8 +13,7 @@ class MLP(nn.Module):
     Inputs of shape [..., D] are flattened to [N, D] so BatchNorm statistics run over all leading dims.
     """
 
-    def __init__(self, dim_in: int, dim_out: int, dim_hidden: int, n_layers: int, *,
-                 with_act: bool = True, with_norm: bool = False):
+    def __init__(self, dim_in: int, dim_out: int, dim_hidden: int, n_layers: int, *, with_norm: bool = False):
         super().__init__()
         if n_layers < 2:
             raise ValueError(f"MLP needs n_layers >= 2, got {n_layers}")
@@ -25,8 +24,7 @@ class MLP(nn.Module):
             if i < n_layers - 1:
                 if with_norm:
                     layers.append(nn.BatchNorm1d(dims[i + 1]))
-                if with_act:
-                    layers.append(nn.LeakyReLU(0.2))
+                layers.append(nn.LeakyReLU(0.2))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,12 @@ of the syncnet_python project, so that file loads strictly. Its BatchNorm layers
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from moda_core.models._config import ConfigMixin
 
 MFCC_COEFFICIENTS = 13
 MFCC_STEPS = 20                # per window: 5 video frames x 4 MFCC steps
@@ -25,7 +27,7 @@ CROP_SIZE = 224
 
 
 @dataclass(frozen=True)
-class SyncNetConfig:
+class SyncNetConfig(ConfigMixin):
     """Channel widths of both towers; defaults are the published network's. Spatial geometry is fixed."""
 
     audio_channels: tuple[int, ...] = (64, 192, 384, 256, 256, 512)
@@ -39,25 +41,12 @@ class SyncNetConfig:
             if len(value) != 6 or any(not isinstance(c, int) or c < 1 for c in value):
                 raise ValueError(f"SyncNetConfig.{name} must be 6 positive ints, got {value!r}")
             object.__setattr__(self, name, value)
-        for name in ("hidden", "embed_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"SyncNetConfig.{name} must be a positive int, got {value!r}")
+        self._check_positive_ints(("hidden", "embed_dim"))
 
     @classmethod
     def tiny(cls) -> "SyncNetConfig":
         """Same input sizes and layer geometry, a few channels: for fast tests."""
         return cls(audio_channels=(4, 8, 8, 8, 8, 16), lip_channels=(4, 8, 8, 8, 8, 16), hidden=16, embed_dim=8)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SyncNetConfig":
-        unknown = sorted(set(data) - {field.name for field in fields(cls)})
-        if unknown:
-            raise ValueError(f"SyncNetConfig: unknown fields {unknown}")
-        return cls(**data)
 
 
 def _tower(conv: type[nn.Module], norm: type[nn.Module], pool: type[nn.Module], channels: tuple[int, ...],
