@@ -18,19 +18,28 @@ import re
 from contextlib import contextmanager
 
 import numpy as np
-import torch
 from comfy_api.latest import io, ui
 
 from moda_core import editing
 from moda_core.editing.curves_io import CURVES_FORMAT
-from moda_core.editing.head_pose import FIT_MODES, HOLD_MODES, KEYFRAME_MODES
+from moda_core.editing.head_pose import FIT_MODES, HOLD_MODES, KEYFRAME_MODES, drive_head_pose_axis
 from moda_core.editing.keyframes import INTERPOLATIONS
 from moda_core.geometry import HEAD_POSE_AXES
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
-from .util import file_fingerprint, list_user_files, resolve_user_file, save_target
+from .util import (
+    check_choice,
+    check_repr,
+    check_sample,
+    check_subject,
+    file_fingerprint,
+    list_user_files,
+    resolve_user_file,
+    save_target,
+    validate_user_file,
+)
 
 EDIT_CATEGORY = f"{CATEGORY}/Edit"
 CURVE_SUFFIXES = (".csv", ".json")
@@ -57,32 +66,6 @@ SUBJECT_TOOLTIP = ("The person R was made for. Needed when R holds offsets (what
 
 
 # ---------------------------------------------------------------- shared helpers
-def check_repr(name: str, value, input_name: str = "repr") -> TalkingRepr:
-    if not isinstance(value, TalkingRepr):
-        raise node_error(name, input_name, f"expected R (TalkingRepr), got {type(value).__name__}",
-                         "connect a MODA_REPR output")
-    return value
-
-
-def check_subject(name: str, value, input_name: str = "subject") -> Subject | None:
-    if value is not None and not isinstance(value, Subject):
-        raise node_error(name, input_name, f"expected a Subject, got {type(value).__name__}",
-                         "connect a MODA_SUBJECT output")
-    return value
-
-
-def check_choice(name: str, input_name: str, value, options) -> None:
-    if value not in options:
-        raise node_error(name, input_name, f"unknown option {value!r}", f"choose one of {list(options)}")
-
-
-def check_sample(name: str, r: TalkingRepr, sample: int, input_name: str = "sample") -> int:
-    if not 0 <= sample < r.num_samples:
-        raise node_error(name, input_name, f"{sample} is out of range, R has {r.num_samples} sample(s)",
-                         f"use 0..{r.num_samples - 1}")
-    return sample
-
-
 def _blamed_input(message: str, inputs: tuple[str, ...], default: str) -> str:
     """The input an error message from moda_core is about: the first input id it names, else ``default``."""
     if "needs the subject" in message and "subject" in inputs:
@@ -430,12 +413,8 @@ class MODAHeadPoseCurve(io.ComfyNode):
         values = float(min_value) + _curve_values(curve, xs) * (float(max_value) - float(min_value))
         if not np.isfinite(values).all():
             raise node_error(name, "curve", "evaluates to non-finite values", "reset the curve widget")
-        i = HEAD_POSE_AXES.index(axis)
-        target = torch.from_numpy(values).to(r.head_pose)
-        pose = r.head_pose.clone()
-        pose[..., i] = target if mode == "replace" else r.head_pose[..., i] + target
         with edit_errors(name, ("ease_in_frames", "ease_out_frames"), default="curve"):
-            return io.NodeOutput(editing.ease_edit(r, r.replace(head_pose=pose), ease_in_frames, ease_out_frames))
+            return io.NodeOutput(drive_head_pose_axis(r, axis, values, mode, ease_in_frames, ease_out_frames))
 
 
 # ---------------------------------------------------------------- curves files
@@ -534,18 +513,8 @@ class MODAApplyCurves(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, curves_file: str) -> bool | str:
-        if not isinstance(curves_file, str) or not curves_file.endswith(
-                tuple(s + t for s in CURVE_SUFFIXES for t in ("", " [output]", " [input]"))):
-            return (f"{cls.DISPLAY_NAME}: input 'curves_file': {curves_file!r} is not a .csv or .json curves file, "
-                    "pick one from the list")
-        try:
-            path = resolve_curves_path(curves_file)
-        except ValueError as err:
-            return str(err)
-        if not os.path.isfile(path):
-            return (f"{cls.DISPLAY_NAME}: input 'curves_file': file {curves_file!r} not found, put it in the input "
-                    "folder (or write it with MODA Export Curves) and refresh")
-        return True
+        return validate_user_file(cls.DISPLAY_NAME, "curves_file", curves_file, CURVE_SUFFIXES,
+                                  ".csv or .json curves file", "write it with MODA Export Curves")
 
     @classmethod
     def fingerprint_inputs(cls, curves_file: str, **_):

@@ -1,6 +1,7 @@
 """The paper's metrics as a node: a table of LMD, LMD-v, MA, PSNR, SSIM, TCM, Sync and motion statistics."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -111,13 +112,9 @@ class MODAEvaluate(io.ComfyNode):
         if audio is not None:
             sync = dict(audio=audio["waveform"][:1], sample_rate=audio["sample_rate"], fps=fps,
                         models_dir=mediapipe_dir(), progress=progress_callback(1))
-        if loaded is None:
+        with (loaded.active() if loaded is not None else contextlib.nullcontext()) as network:
             report = evaluate(generated, reference, subject=subject, generated_frames=generated_frames,
-                              reference_frames=reference_frames, **sync)
-        else:
-            with loaded.active() as network:
-                report = evaluate(generated, reference, subject=subject, generated_frames=generated_frames,
-                                  reference_frames=reference_frames, syncnet=network, **sync)
+                              reference_frames=reference_frames, syncnet=network, **sync)
         table = {"markdown": report.to_markdown, "text": report.to_text, "json": report.to_json}[format]()
         return io.NodeOutput(table, ui=ui.PreviewText(table))
 

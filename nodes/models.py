@@ -23,6 +23,7 @@ from moda_core.pipeline import WEIGHT_FILES
 from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_RENDERER, node_error
 from .util import (
     PRECISIONS,
+    check_choice,
     file_stamp,
     find_weight,
     load_net,
@@ -96,9 +97,7 @@ class _Loader(io.ComfyNode):
 
     @classmethod
     def execute(cls, weights: str, precision: str) -> io.NodeOutput:
-        if precision not in PRECISIONS:
-            raise node_error(cls.DISPLAY_NAME, "precision", f"unknown option {precision!r}",
-                             f"choose one of {list(PRECISIONS)}")
+        check_choice(cls.DISPLAY_NAME, "precision", precision, PRECISIONS)
         path = weight_path(cls.DISPLAY_NAME, "weights", weights)
         try:
             return io.NodeOutput(load_net(path, cls.KIND, precision, cls._load))

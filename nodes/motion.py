@@ -13,7 +13,7 @@ from moda_core.subject import Subject
 
 from .models import with_audio_encoder
 from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_REPR, MODA_SUBJECT, node_error
-from .util import audio_to_16k, expect, expect_net, progress_callback
+from .util import audio_to_16k, check_choice, expect, expect_net, progress_callback
 
 WINDOW_SECONDS = 20.0                    # moda_core.models.moda.generate_motion's window (the authors' 20 s)
 BLEND_MODES = ("average", "crossfade")
@@ -67,9 +67,7 @@ class MODAAudioToMotion(io.ComfyNode):
         model = expect_net(name, "model", model, "moda", "MODA Load MODA Model")
         encoder = None if audio_encoder is None else expect_net(name, "audio_encoder", audio_encoder,
                                                                  "audio_encoder", "MODA Load Audio Encoder")
-        if window_blend not in BLEND_MODES:
-            raise node_error(name, "window_blend", f"unknown option {window_blend!r}",
-                             f"choose one of {list(BLEND_MODES)}")
+        check_choice(name, "window_blend", window_blend, BLEND_MODES)
         config = model.module.config
         if frames_for_samples(round(WINDOW_SECONDS * SAMPLE_RATE), fps) > config.max_seq_len:
             raise node_error(name, "fps", f"{fps:g} fps gives more than {config.max_seq_len} frames per "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.utils
 import torch
 from comfy_api.latest import io
 
@@ -12,8 +11,9 @@ from moda_core.editing.plots import PLOT_TRACKS
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
-from .editing import EDIT_CATEGORY, SUBJECT_ACTION, check_repr, check_sample, check_subject, edit_errors
+from .editing import EDIT_CATEGORY, SUBJECT_ACTION, edit_errors
 from .types import MODA_REPR, MODA_SUBJECT, node_error
+from .util import check_repr, check_sample, check_subject, progress_callback
 
 OVERLAY_FRAMES_PER_STEP = 16          # overlay frames drawn between progress updates / cancel checks
 
@@ -109,24 +109,21 @@ class MODAOverlayLandmarks(io.ComfyNode):
                 opacity: float) -> io.NodeOutput:
         name = cls.DISPLAY_NAME
         r = check_repr(name, repr)
-        if not isinstance(subject, Subject):
-            raise node_error(name, "subject", f"expected a Subject, got {type(subject).__name__}",
-                             "connect a MODA_SUBJECT output")
+        check_subject(name, subject, optional=False)
         check_sample(name, r, sample)
         if every_n < 1:
             raise node_error(name, "every_n", f"{every_n} is less than 1", "use 1 or more")
         one = r.select_samples(sample)
         chunk = OVERLAY_FRAMES_PER_STEP * every_n            # whole multiples of every_n: same frames as one call
         total = -(-one.num_frames // every_n)
-        progress = comfy.utils.ProgressBar(total)
+        report = progress_callback(total)
         parts = []
         for start in range(0, one.num_frames, chunk):
             with edit_errors(name, ("opacity", "subject"), default="repr",
                              action="check that R and the subject belong together"):
                 parts.append(editing.overlay_landmarks(one.slice_time(start, min(start + chunk, one.num_frames)),
                                                        subject, every_n=every_n, opacity=opacity))
-            progress.update_absolute(sum(p.shape[0] for p in parts), total)
-            comfy.model_management.throw_exception_if_processing_interrupted()
+            report(sum(p.shape[0] for p in parts), total)
         return io.NodeOutput(torch.cat(parts).to(comfy.model_management.intermediate_device()))
 
 

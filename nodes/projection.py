@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.utils
 from comfy_api.latest import io
 
 from moda_core.projection import FACE_CENTERS, project_repr, render_condition_images
@@ -10,6 +9,7 @@ from moda_core.repr import ReprError, TalkingRepr
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_POINTS, MODA_REPR, MODA_SUBJECT, PointsDict, node_error
+from .util import check_choice, check_repr, check_sample, check_subject, progress_callback
 
 FACE_CENTER_OPTIONS = {"authors (y 235)": "authors", "canonical (y 232)": "canonical"}
 STYLE_OPTIONS = ("authors", "antialiased")
@@ -55,20 +55,11 @@ class MODAProjectRepr(io.ComfyNode):
     def execute(cls, repr: TalkingRepr, subject: Subject, sample: int, face_center: str,
                 style: str) -> io.NodeOutput:
         name = cls.DISPLAY_NAME
-        if not isinstance(repr, TalkingRepr):
-            raise node_error(name, "repr", f"expected R (TalkingRepr), got {type(repr).__name__}",
-                             "connect a MODA_REPR output")
-        if not isinstance(subject, Subject):
-            raise node_error(name, "subject", f"expected a Subject, got {type(subject).__name__}",
-                             "connect a MODA_SUBJECT output")
-        if not 0 <= sample < repr.num_samples:
-            raise node_error(name, "sample", f"{sample} is out of range, R has {repr.num_samples} sample(s)",
-                             f"use 0..{repr.num_samples - 1}")
-        if face_center not in FACE_CENTER_OPTIONS:
-            raise node_error(name, "face_center", f"unknown option {face_center!r}",
-                             f"choose one of {list(FACE_CENTER_OPTIONS)}")
-        if style not in STYLE_OPTIONS:
-            raise node_error(name, "style", f"unknown option {style!r}", f"choose one of {list(STYLE_OPTIONS)}")
+        check_repr(name, repr)
+        check_subject(name, subject, optional=False)
+        check_sample(name, repr, sample)
+        check_choice(name, "face_center", face_center, FACE_CENTER_OPTIONS)
+        check_choice(name, "style", style, STYLE_OPTIONS)
 
         center = FACE_CENTERS[FACE_CENTER_OPTIONS[face_center]]
         try:
@@ -77,15 +68,9 @@ class MODAProjectRepr(io.ComfyNode):
             raise node_error(name, "repr", f"cannot project it onto subject {subject.name or '(unnamed)'}: {err}",
                              "check that R and the subject belong together") from err
 
-        progress = comfy.utils.ProgressBar(face_xyz.shape[0])
-
-        def step(done: int, total: int) -> None:
-            progress.update_absolute(done, total)
-            comfy.model_management.throw_exception_if_processing_interrupted()
-
         try:
             images = render_condition_images(face_xyz[..., :2], torso_xyz[..., :2], style=style,
-                                             batch_size=FRAMES_PER_STEP, on_batch=step)
+                                             batch_size=FRAMES_PER_STEP, on_batch=progress_callback(face_xyz.shape[0]))
         except ValueError as err:    # non-finite points, e.g. a head scale of 0 in an edited R
             raise node_error(name, "repr", f"sample {sample} cannot be drawn: {err}",
                              "check the head-pose curves (scale must be > 0)") from err

@@ -1,21 +1,27 @@
 """Nodes that save, load and describe R (MODA's talking representation, :class:`moda_core.repr.TalkingRepr`)."""
 from __future__ import annotations
 
-import json
 import os
-import struct
 import zipfile
 
 from comfy_api.latest import io, ui
 
-from moda_core.repr import ReprError, TalkingRepr
+from moda_core.repr import REPR_FORMAT, ReprError, TalkingRepr
 
 from .types import CATEGORY, MODA_REPR, node_error
-from .util import file_fingerprint, list_user_files, resolve_user_file, save_target
+from .util import (
+    check_choice,
+    check_repr,
+    file_fingerprint,
+    list_user_files,
+    resolve_user_file,
+    safetensors_header,
+    save_target,
+    validate_user_file,
+)
 
 REPR_SUFFIXES = (".safetensors", ".npz")
 SAVE_FORMATS = ("safetensors", "npz", "safetensors + npz")
-_HEADER_LIMIT = 16 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- file helpers
@@ -23,16 +29,11 @@ def _is_repr_file(path: str) -> bool:
     """True when the file's metadata says ``format = moda-repr`` (reads only the header, never the tensors)."""
     try:
         if path.endswith(".safetensors"):
-            with open(path, "rb") as handle:
-                (size,) = struct.unpack("<Q", handle.read(8))
-                if size > _HEADER_LIMIT:
-                    return False
-                header = json.loads(handle.read(size))
-            return (header.get("__metadata__") or {}).get("format") == "moda-repr"
+            return (safetensors_header(path).get("__metadata__") or {}).get("format") == REPR_FORMAT
         if path.endswith(".npz"):
             with zipfile.ZipFile(path) as archive:
                 return "__metadata__.npy" in archive.namelist()
-    except (OSError, ValueError, struct.error, zipfile.BadZipFile, AttributeError):
+    except (OSError, ValueError, zipfile.BadZipFile, AttributeError):
         return False
     return False
 
@@ -77,12 +78,8 @@ class MODASaveRepr(io.ComfyNode):
 
     @classmethod
     def execute(cls, repr: TalkingRepr, filename_prefix: str, format: str) -> io.NodeOutput:
-        if not isinstance(repr, TalkingRepr):
-            raise node_error(cls.DISPLAY_NAME, "repr", f"expected R (TalkingRepr), got {type(repr).__name__}",
-                             "connect a MODA_REPR output")
-        if format not in SAVE_FORMATS:
-            raise node_error(cls.DISPLAY_NAME, "format", f"unknown format {format!r}",
-                             f"choose one of {list(SAVE_FORMATS)}")
+        check_repr(cls.DISPLAY_NAME, repr)
+        check_choice(cls.DISPLAY_NAME, "format", format, SAVE_FORMATS, what="format")
         output_dir, folder, stem = save_target(cls.DISPLAY_NAME, filename_prefix, "repr")
         suffixes = {"safetensors": [".safetensors"], "npz": [".npz"]}.get(format, [".safetensors", ".npz"])
         paths = [str(repr.save(os.path.join(folder, stem + suffix))) for suffix in suffixes]
@@ -122,18 +119,8 @@ class MODALoadRepr(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, repr_file: str) -> bool | str:
-        if not isinstance(repr_file, str) or not repr_file.endswith(tuple(s + t for s in REPR_SUFFIXES
-                                                                          for t in ("", " [output]", " [input]"))):
-            return (f"{cls.DISPLAY_NAME}: input 'repr_file': {repr_file!r} is not a .safetensors or .npz R file, "
-                    "pick one from the list")
-        try:
-            path = resolve_repr_path(repr_file)
-        except ValueError as err:
-            return str(err)
-        if not os.path.isfile(path):
-            return (f"{cls.DISPLAY_NAME}: input 'repr_file': file {repr_file!r} not found, put it in the input "
-                    "folder (or save it with MODA Save Repr) and refresh")
-        return True
+        return validate_user_file(cls.DISPLAY_NAME, "repr_file", repr_file, REPR_SUFFIXES,
+                                  ".safetensors or .npz R file", "save it with MODA Save Repr")
 
     @classmethod
     def fingerprint_inputs(cls, repr_file: str):
@@ -178,9 +165,7 @@ class MODAReprInfo(io.ComfyNode):
 
     @classmethod
     def execute(cls, repr: TalkingRepr) -> io.NodeOutput:
-        if not isinstance(repr, TalkingRepr):
-            raise node_error(cls.DISPLAY_NAME, "repr", f"expected R (TalkingRepr), got {type(repr).__name__}",
-                             "connect a MODA_REPR output")
+        check_repr(cls.DISPLAY_NAME, repr)
         return io.NodeOutput(describe_repr(repr), repr.fps, repr.num_frames, repr.num_samples)
 
 

@@ -19,6 +19,8 @@ import torch
 
 from moda_core.models.audio_encoder import SAMPLE_RATE
 from moda_core.preprocess import FACE_LANDMARKER, MODEL_URLS, SELFIE_SEGMENTER, PreprocessError, resample_audio
+from moda_core.repr import TalkingRepr
+from moda_core.subject import Subject
 
 from .types import node_error
 
@@ -198,6 +200,29 @@ def expect(display_name: str, input_name: str, value, kind: type, what: str, soc
     return value
 
 
+def check_repr(display_name: str, value, input_name: str = "repr") -> TalkingRepr:
+    return expect(display_name, input_name, value, TalkingRepr, "R (TalkingRepr)", "MODA_REPR")
+
+
+def check_subject(display_name: str, value, input_name: str = "subject", optional: bool = True) -> Subject | None:
+    """``value`` if it is a Subject (or None when ``optional``), else the pack's error."""
+    if value is None and optional:
+        return None
+    return expect(display_name, input_name, value, Subject, "a Subject", "MODA_SUBJECT")
+
+
+def check_choice(display_name: str, input_name: str, value, options, what: str = "option") -> None:
+    if value not in options:
+        raise node_error(display_name, input_name, f"unknown {what} {value!r}", f"choose one of {list(options)}")
+
+
+def check_sample(display_name: str, r: TalkingRepr, sample: int, input_name: str = "sample") -> int:
+    if not 0 <= sample < r.num_samples:
+        raise node_error(display_name, input_name, f"{sample} is out of range, R has {r.num_samples} sample(s)",
+                         f"use 0..{r.num_samples - 1}")
+    return sample
+
+
 def expect_net(display_name: str, input_name: str, value, kind: str, socket: str) -> LoadedNet:
     if not isinstance(value, LoadedNet) or value.kind != kind:
         got = value.kind if isinstance(value, LoadedNet) else type(value).__name__
@@ -276,6 +301,23 @@ def resolve_user_file(display_name: str, input_name: str, name: str) -> str:
         raise node_error(display_name, input_name, f"{name!r} points outside the input and output folders",
                          "pick a file from the list")
     return path
+
+
+def validate_user_file(display_name: str, input_name: str, name, suffixes: tuple[str, ...], what: str,
+                       made_by: str) -> bool | str:
+    """``validate_inputs`` of a :func:`list_user_files` combo: True, or why ``name`` cannot be used. ``what``
+    names the kind of file (``is not a <what>``), ``made_by`` how one is written into output/moda/."""
+    if not isinstance(name, str) or not name.endswith(tuple(s + t for s in suffixes
+                                                            for t in ("", " [output]", " [input]"))):
+        return str(node_error(display_name, input_name, f"{name!r} is not a {what}", "pick one from the list"))
+    try:
+        path = resolve_user_file(display_name, input_name, name)
+    except ValueError as err:
+        return str(err)
+    if not os.path.isfile(path):
+        return str(node_error(display_name, input_name, f"file {name!r} not found",
+                              f"put it in the input folder (or {made_by}) and refresh"))
+    return True
 
 
 def save_target(display_name: str, filename_prefix: str, example: str) -> tuple[str, str, str]:

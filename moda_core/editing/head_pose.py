@@ -122,16 +122,31 @@ def keyframe_head_pose(r: TalkingRepr, axis: str, keyframes: str, *, interpolati
     are in the axis' units (offsets when R holds offsets). Before the first / after the last key the curve
     holds its end values.
     """
+    i = _one_axis(axis, mode)
+    curve = keyframe_curve(keyframes, r.fps, r.num_frames, interpolation=interpolation, param="keyframes", unit=unit)
+    return drive_head_pose_axis(r, HEAD_POSE_AXES[i], curve, mode, ease_in_frames, ease_out_frames)
+
+
+def _one_axis(axis: str, mode: str) -> int:
+    """Index of the one head-pose axis ``axis`` names, after checking ``mode`` is a keyframe mode."""
     if mode not in KEYFRAME_MODES:
         raise ValueError(f"mode must be one of {', '.join(KEYFRAME_MODES)}, got {mode!r}")
     names = parse_names(axis, HEAD_POSE_AXES, param="axis", aliases=AXIS_ALIASES)
     if len(names) != 1:
         raise ValueError(f"axis must name exactly one head-pose axis, got {axis!r}")
-    i = HEAD_POSE_AXES.index(names[0])
-    curve = torch.from_numpy(keyframe_curve(keyframes, r.fps, r.num_frames, interpolation=interpolation,
-                                            param="keyframes", unit=unit)).to(r.head_pose)
+    return HEAD_POSE_AXES.index(names[0])
+
+
+def drive_head_pose_axis(r: TalkingRepr, axis: str, values, mode: str = "replace", ease_in_frames: float = 0,
+                         ease_out_frames: float = 0) -> TalkingRepr:
+    """Drive one axis by per-frame ``values`` ``[T]`` (numpy or torch, the axis' units; every sample).
+
+    ``mode``: ``replace`` sets the axis to ``values``, ``add`` adds them to the existing motion.
+    """
+    i = _one_axis(axis, mode)
+    target = torch.as_tensor(values).to(r.head_pose)
     pose = r.head_pose.clone()
-    pose[..., i] = curve if mode == "replace" else r.head_pose[..., i] + curve
+    pose[..., i] = target if mode == "replace" else r.head_pose[..., i] + target
     return _with_pose(r, pose, ease_in_frames, ease_out_frames)
 
 

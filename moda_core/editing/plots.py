@@ -15,7 +15,7 @@ from moda_core.editing.eyes import eye_openness
 from moda_core.editing.keyframes import check_number, parse_names
 from moda_core.editing.mouth import mouth_openness
 from moda_core.geometry import canonical_to_image
-from moda_core.landmarks import eye_indices, mouth_indices
+from moda_core.projection import canonical_face
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
@@ -95,17 +95,6 @@ def plot_curves(r: TalkingRepr, other: TalkingRepr | None = None, *, width: int 
     return torch.from_numpy(image.astype(np.float32) / 255.0)
 
 
-def face_points(r: TalkingRepr, subject: Subject) -> torch.Tensor:
-    """Absolute canonical face ``[S, T, 478, 3]``: R's face, or the subject template with R's lips and eyes."""
-    absolute = r.to_absolute(subject)
-    if absolute.face is not None:
-        return absolute.face
-    face = subject.template.to(absolute.mouth).expand(*absolute.mouth.shape[:2], -1, -1).clone()
-    face[:, :, torch.from_numpy(mouth_indices())] = absolute.mouth
-    face[:, :, torch.from_numpy(eye_indices())] = absolute.eyes
-    return face
-
-
 def overlay_landmarks(r: TalkingRepr, subject: Subject, *, sample: int = 0, every_n: int = 1,
                       opacity: float = 0.7) -> torch.Tensor:
     """Face mesh and shoulders of one sample drawn over the subject's reference image, posed by R's head
@@ -119,7 +108,7 @@ def overlay_landmarks(r: TalkingRepr, subject: Subject, *, sample: int = 0, ever
     frames = torch.arange(0, one.num_frames, int(every_n))
     absolute = one.to_absolute(subject)
     pose = absolute.head_pose[0, frames].double()
-    face_xy = canonical_to_image(face_points(one, subject)[0, frames].double(), pose)[..., :2].numpy()
+    face_xy = canonical_to_image(canonical_face(one, subject)[0, frames].double(), pose)[..., :2].numpy()
     torso_xy = canonical_to_image(absolute.torso[0, frames].double(), pose)[..., :2].numpy()
     background = subject.reference_image.numpy().astype(np.float32) / 255.0
     out = np.empty((len(frames), *background.shape), np.float32)
