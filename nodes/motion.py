@@ -6,6 +6,7 @@ import contextlib
 from comfy_api.latest import io
 
 from moda_core.models.audio_encoder import SAMPLE_RATE, frames_for_samples
+from moda_core.models.moda import WINDOW_SECONDS
 from moda_core.pipeline import compose_face, predict_motion
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import smooth_motion
@@ -15,7 +16,6 @@ from .models import with_audio_encoder
 from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_REPR, MODA_SUBJECT, node_error
 from .util import audio_to_16k, check_choice, expect, expect_net, progress_callback
 
-WINDOW_SECONDS = 20.0                    # moda_core.models.moda.generate_motion's window (the authors' 20 s)
 BLEND_MODES = ("average", "crossfade")
 MAX_SAMPLES = 64
 SMOOTHING_TOOLTIP = ("Temporal Gaussian smoothing with the authors' sigmas (in frames, tuned at 30 fps), as their "

@@ -318,11 +318,12 @@ def blend_overlap(earlier: torch.Tensor, later: torch.Tensor, mode: BlendMode) -
 
 NoiseFn = Callable[[int, int], torch.Tensor]
 """(window index, frames in the window) -> VAE noise [1, frames, hidden_size]."""
+WINDOW_SECONDS = 20.0                    # the authors' window for long audio
 
 
 @torch.no_grad()
 def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.Tensor, *, fps: float = 30.0,
-                    generator: torch.Generator | None = None, window_seconds: float = 20.0,
+                    generator: torch.Generator | None = None, window_seconds: float = WINDOW_SECONDS,
                     hop_seconds: float = 10.0, blend: BlendMode = "average",
                     noise_fn: NoiseFn | None = None,
                     on_window: Callable[[int, int], None] | None = None) -> GeneratedMotion:
