@@ -100,9 +100,3 @@ def canonicalisation_scale(left_eye_x: torch.Tensor, right_eye_x: torch.Tensor) 
     """``120 / mean |x_left - x_right|`` over paired eye-contour points (``[..., 16]`` each), after rotation."""
     distance = (left_eye_x - right_eye_x).abs().mean(-1)
     return CANONICAL_EYE_DISTANCE / distance
-
-
-def degrees_wrap(angle: torch.Tensor) -> torch.Tensor:
-    """Wrap angles in degrees to [-180, 180)."""
-    return torch.remainder(angle + 180.0, 360.0) - 180.0
-

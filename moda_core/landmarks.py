@@ -16,7 +16,6 @@ import numpy as np
 
 NUM_FACE_POINTS = 478
 NUM_MESH_POINTS = 468          # points 0..467 are the face mesh, 468..477 the two irises
-NUM_TORSO_POINTS = 18          # 9 per shoulder, subject-right (image left) first
 CANONICAL_ANCHOR_INDICES = (50, 280, 168)   # mean of these = canonicalisation anchor
 
 _CONNECTIONS_FILE = Path(__file__).with_name("assets") / "face_mesh_connections.json"
@@ -69,7 +68,3 @@ def eye_contour_indices() -> tuple[np.ndarray, np.ndarray]:
     """(left eye 16, right eye 16), each sorted; position k of one side pairs with position k of the other."""
     sets = _index_sets()
     return sets["left_eye"].copy(), sets["right_eye"].copy()
-
-
-MOUTH_SIZE = 40
-EYES_SIZE = 60

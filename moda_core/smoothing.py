@@ -1,4 +1,5 @@
-"""Temporal Gaussian smoothing of R with the authors' sigmas (moda-official-facts.md §2.5).
+"""Temporal Gaussian smoothing of R with the authors' sigmas (moda-official-facts.md §2.5), and
+:func:`fill_missing` for tracks with gaps.
 
 ``scipy.ndimage.gaussian_filter1d`` along time, ``mode='reflect'``, ``truncate=4``; sigmas in frames at the
 authors' 30 fps. Head scale is not smoothed. After FaCo-Net only the 376 non-semantic face points are
@@ -36,6 +37,21 @@ class SmoothingSigmas:
         """The same smoothing in seconds at another frame rate."""
         k = fps / reference_fps
         return SmoothingSigmas(**{n: v * k for n, v in vars(self).items()})
+
+
+def fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Track ``[T, ...]`` with frames ``found [T]`` (bool) -> float64 ``[T, ...]`` without gaps.
+
+    Every value of a frame not found (whatever it holds, NaN included) is replaced by linear interpolation in
+    frame index between the nearest found frames; before the first and after the last found frame the nearest
+    found value is held. Found frames keep their values. Needs at least one found frame.
+    """
+    values = np.asarray(values)
+    frames = np.arange(len(values))
+    found = np.asarray(found, dtype=bool)
+    flat = values.reshape(len(values), -1)
+    filled = np.stack([np.interp(frames, frames[found], column[found]) for column in flat.T], -1)
+    return filled.reshape(values.shape)
 
 
 def smooth_time(values: torch.Tensor, sigma: float, axis: int = 1) -> torch.Tensor:

@@ -39,6 +39,7 @@ from moda_core.metrics.image import Frames
 from moda_core.metrics.mfcc import mfcc, pcm16_scale
 from moda_core.metrics.report import MetricResult, to_numpy
 from moda_core.models.syncnet import CLIP_FRAMES, CROP_SIZE, MFCC_STEPS, SyncNet, SyncNetConfig
+from moda_core.smoothing import fill_missing
 
 SYNC_FPS = 25.0
 SYNC_RATE = 16000
@@ -165,17 +166,16 @@ def face_boxes(frames: Iterable[np.ndarray], *, models_dir: str | os.PathLike | 
     """
     from moda_core.preprocess.landmarks import FaceLandmarks
 
-    found: list[np.ndarray | None] = []
+    boxes: list[np.ndarray] = []
     with FaceLandmarks(models_dir, video=True) as landmarker:
         for t, rgb in enumerate(frames):
             faces = landmarker.detect(rgb, timestamp_ms=int(round(t * 1000.0 / SYNC_FPS)))
-            found.append(None if not faces else np.concatenate([faces[0][:, :2].min(0), faces[0][:, :2].max(0)]))
-    hits = [t for t, box in enumerate(found) if box is not None]
-    if not hits:
-        raise ValueError(f"SyncNet: no face found in any of the {len(found)} frames; give a video of a face")
-    boxes = np.stack([found[t] for t in hits])
-    frame_ids = np.arange(len(found))
-    return np.stack([np.interp(frame_ids, hits, boxes[:, k]) for k in range(4)], axis=1)
+            boxes.append(np.full(4, np.nan) if not faces else
+                         np.concatenate([faces[0][:, :2].min(0), faces[0][:, :2].max(0)]))
+    found = ~np.isnan(np.stack(boxes)[:, 0])
+    if not found.any():
+        raise ValueError(f"SyncNet: no face found in any of the {len(boxes)} frames; give a video of a face")
+    return fill_missing(np.stack(boxes), found)
 
 
 def _check_length(frames: int) -> None:

@@ -15,11 +15,9 @@ import numpy as np
 import torch
 
 from moda_core.preprocess.errors import PreprocessError
-from moda_core.preprocess.face_geometry import load_frontal_reference
 from moda_core.preprocess.images import read_image
-from moda_core.preprocess.landmarks import FaceLandmarks
-from moda_core.preprocess.pose import to_image_space
-from moda_core.preprocess.sample import Progress, _face_track, _motion_repr, _torso_track
+from moda_core.preprocess.sample import (Progress, _face_track, _motion_repr, _no_progress, _subject, _torso_track,
+                                         _track_faces)
 from moda_core.preprocess.segmentation import PersonSegmenter
 from moda_core.preprocess.torso import shoulder_points
 from moda_core.repr import TalkingRepr
@@ -57,17 +55,11 @@ def subject_from_frames(frames: FramesInput, fps: float, models_dir: str | os.Pa
     count = len(frames)
     if count == 0:
         raise PreprocessError("no frames given; pass at least one frame [T, H, W, 3]")
-    report = progress or (lambda stage, done, total: None)
+    report = progress or _no_progress
 
-    raw = np.full((count, 478, 3), np.nan)
-    with FaceLandmarks(models_dir, video=True) as landmarker:
-        for k in range(count):
-            found = landmarker.detect(_frame(frames, k), timestamp_ms=int(k * 1000 / fps))
-            if found:
-                raw[k] = to_image_space(found[0])
-            report("landmarks", k + 1, count)
-        reference = load_frontal_reference(landmarker.model_path)
-    track = _face_track(raw, np.arange(count), reference, label="the frames")
+    raw, sources, reference = _track_faces(((k, k, _frame(frames, k)) for k in range(count)), fps, count,
+                                           models_dir, report)
+    track = _face_track(raw, sources, reference, label="the frames")
     box, faces, found = track.box, track.faces, track.found
 
     shoulders, sides = np.zeros((count, 18, 2)), np.zeros(count, dtype=np.int64)
@@ -85,9 +77,7 @@ def subject_from_frames(frames: FramesInput, fps: float, models_dir: str | os.Pa
     torso, torso_found, warnings = _torso_track(shoulders, sides, track)
 
     source = _frame(frames, reference_frame)
-    subject = Subject(reference_image=box.cut(source), template=track.canonical.mean(0),
-                      mean_head_pose=track.poses.mean(0), mean_torso=torso.mean(0), crop_to_source=box.crop_to_source,
-                      source_size=(source.shape[1], source.shape[0]), name=name, source_image=source)
+    subject = _subject(track, torso, box.cut(source), (source.shape[1], source.shape[0]), name, source_image=source)
     r = _motion_repr(track, torso, fps, name, {"source": "frames", "reference_frame": str(reference_frame)})
     summary = FramesSummary(num_frames=count, reference_frame=reference_frame,
                             frames_without_face=np.flatnonzero(~found).tolist(),

@@ -30,7 +30,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -50,6 +50,7 @@ from moda_core.preprocess.segmentation import PersonSegmenter
 from moda_core.preprocess.torso import billboard, fallback_shoulders, shoulder_points, smooth_track
 from moda_core.preprocess.video import VideoInfo, probe_video, read_frames
 from moda_core.repr import TalkingRepr
+from moda_core.smoothing import fill_missing
 from moda_core.subject import REFERENCE_SIZE, Subject
 
 SAMPLE_FORMAT = "moda-sample"
@@ -121,14 +122,14 @@ class _PngWriter:
             self._pool.shutdown(wait=True)
 
 
-def _track_faces(info: VideoInfo, fps: float, max_seconds: float | None, models_dir,
+def _track_faces(frames: Iterable[tuple[int, int, np.ndarray]], fps: float, expected: int, models_dir,
                  progress: Progress) -> tuple[np.ndarray, np.ndarray, FrontalReference]:
-    """Pass 1 -> (source image-space faces ``[T, 478, 3]``, NaN where none; source frame index ``[T]``;
-    the frontal reference of the landmarker's model)."""
+    """Pass 1 over ``(output_index, source_index, rgb)`` at ``fps`` (about ``expected`` of them, the progress
+    total) -> (source image-space faces ``[T, 478, 3]``, NaN where none; source frame index ``[T]``; the
+    frontal reference of the landmarker's model). A repeated source frame reuses its detection."""
     faces, sources, last_source, last_face = [], [], -1, None
-    expected = int(round(min(info.duration, max_seconds or info.duration) * fps))
     with FaceLandmarks(models_dir, video=True) as landmarker:
-        for k, source, rgb in read_frames(info.path, fps, max_seconds):
+        for k, source, rgb in frames:
             if source != last_source:
                 found = landmarker.detect(rgb, timestamp_ms=int(k * 1000 / fps))
                 last_face = to_image_space(found[0]) if found else np.full((478, 3), np.nan)
@@ -142,9 +143,7 @@ def _track_faces(info: VideoInfo, fps: float, max_seconds: float | None, models_
 
 def _fill_and_smooth(faces: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Interpolate missing frames linearly in time, then a centred 3-frame mean (edges repeated)."""
-    frames = np.arange(len(faces))
-    flat = faces.reshape(len(faces), -1)
-    filled = np.stack([np.interp(frames, frames[found], column[found]) for column in flat.T], -1)
+    filled = fill_missing(faces, found).reshape(len(faces), -1)
     return uniform_filter1d(filled, size=3, axis=0, mode="nearest").reshape(faces.shape)
 
 
@@ -161,8 +160,8 @@ def _crop_and_segment(info: VideoInfo, fps: float, max_seconds: float | None, bo
     (folder / "frames").mkdir()
     with PersonSegmenter(models_dir) as segmenter, _PngWriter() as writer:
         for k, source, rgb in read_frames(info.path, fps, max_seconds):
-            crop = box.cut(rgb)
-            if source != last_source:
+            if source != last_source:         # a repeated source frame has the same crop (never modified)
+                crop = box.cut(rgb)
                 last = shoulder_points(segmenter.person_probability(crop), faces[k])
                 last_source = source
             if last[0] is not None:
@@ -195,7 +194,9 @@ class _FaceTrack:
 
 def _analyse_faces(info: VideoInfo, fps: float, max_seconds: float | None, models_dir,
                    progress: Progress) -> _FaceTrack:
-    raw, sources, reference = _track_faces(info, fps, max_seconds, models_dir, progress)
+    expected = int(round(min(info.duration, max_seconds or info.duration) * fps))
+    raw, sources, reference = _track_faces(read_frames(info.path, fps, max_seconds), fps, expected, models_dir,
+                                           progress)
     return _face_track(raw, sources, reference, label=str(info.path), where=f" of {info.path}")
 
 
@@ -238,6 +239,15 @@ def _motion_repr(track: _FaceTrack, torso: np.ndarray, fps: float, name: str, me
                        head_pose=track.poses, torso=torso, fps=fps, subject=name, meta=meta).to(dtype=torch.float32)
 
 
+def _subject(track: _FaceTrack, torso: np.ndarray, reference_image: np.ndarray, source_size: tuple[int, int],
+             name: str, source_image: np.ndarray | None = None) -> Subject:
+    """The Subject of a tracked clip: template, head pose and torso are the means over its frames."""
+    return Subject(reference_image=reference_image, template=track.canonical.mean(0),
+                   mean_head_pose=track.poses.mean(0), mean_torso=torso.mean(0),
+                   crop_to_source=track.box.crop_to_source, source_size=source_size, name=name,
+                   source_image=source_image)
+
+
 def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, audio: np.ndarray,
                   max_seconds: float | None, models_dir, progress: Progress) -> SampleSummary:
     """Pass 2 and every file of the folder (written into ``folder``, a temporary directory)."""
@@ -253,9 +263,7 @@ def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, 
     _motion_repr(track, torso, fps, name, {"source": info.path.name,
                                            "crop_to_source": json.dumps(crop_to_source.tolist())}
                  ).save(folder / "repr.safetensors")
-    Subject(reference_image=reference_crop, template=canonical.mean(0), mean_head_pose=poses.mean(0),
-            mean_torso=torso.mean(0), crop_to_source=crop_to_source, source_size=(info.width, info.height),
-            name=name).save(folder / "subject.safetensors")
+    _subject(track, torso, reference_crop, (info.width, info.height), name).save(folder / "subject.safetensors")
     _write_audio(folder / "audio.wav", np.pad(audio[:samples], (0, max(0, samples - len(audio)))))
     np.savez(folder / "tracks.npz", landmarks=track.faces.astype(np.float32),
              landmarks_raw=track.raw.astype(np.float32), face_found=track.found, torso_found=torso_found,

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
+from moda_core.smoothing import fill_missing
+
 POINTS_PER_SIDE = 9
 NECK_HALF_WIDTH = 0.3            # face widths
 SHOULDER_REACH = 2.5             # face widths
@@ -97,9 +99,7 @@ def smooth_track(points: np.ndarray, found: np.ndarray) -> np.ndarray:
     Missing frames are interpolated linearly in time; then a 5-frame median (drops one-frame outliers) and a
     Gaussian (sigma 1 frame) smooth each coordinate.
     """
-    frames = np.arange(len(points))
-    flat = points.reshape(len(points), -1).astype(np.float64)
-    flat = np.stack([np.interp(frames, frames[found], column[found]) for column in flat.T], -1)
+    flat = fill_missing(points, found).reshape(len(points), -1)
     flat = median_filter(flat, size=(5, 1), mode="nearest")
     return gaussian_filter1d(flat, sigma=1.0, axis=0, mode="nearest").reshape(points.shape)
 

@@ -64,6 +64,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                          frames / fps, bool(container.streams.audio))
 
 
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
 def read_frames(path: str | os.PathLike, fps: float,
                 max_seconds: float | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(output_index, source_index, rgb)`` with ``rgb`` uint8 ``[H, W, 3]`` (C-contiguous).
@@ -76,7 +80,7 @@ def read_frames(path: str | os.PathLike, fps: float,
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         source_fps = _frame_rate(stream, path)
-        start, previous, k = None, None, 0
+        start, previous, rgb, k = None, None, None, 0     # previous: (time, source index, av frame)
         try:
             for source_index, frame in enumerate(container.decode(stream)):
                 time = frame.time if frame.time is not None else source_index / source_fps
@@ -86,14 +90,17 @@ def read_frames(path: str | os.PathLike, fps: float,
                     while k / fps < (previous[0] + time) / 2:
                         if limit is not None and k >= limit:
                             return
-                        yield k, previous[1], previous[2]
+                        rgb = _rgb(previous[2]) if rgb is None else rgb      # dropped frames are never converted
+                        yield k, previous[1], rgb
                         k += 1
-                previous = (time, source_index, np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
+                previous, rgb = (time, source_index, frame), None
+            if previous is None:
+                raise PreprocessError(f"{path} contains no video frames")
+            total = max(k, int(round((previous[0] + 1.0 / source_fps) * fps)))
+            total = total if limit is None else min(total, limit)
+            if k < total:
+                rgb = _rgb(previous[2])
         except av.error.FFmpegError as err:
             raise PreprocessError(f"cannot decode video {path} (frame {k}): {err}") from err
-        if previous is None:
-            raise PreprocessError(f"{path} contains no video frames")
-        total = max(k, int(round((previous[0] + 1.0 / source_fps) * fps)))
-        total = total if limit is None else min(total, limit)
         for k in range(k, total):
-            yield k, previous[1], previous[2]
+            yield k, previous[1], rgb
