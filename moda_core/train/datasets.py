@@ -12,6 +12,7 @@ Each folder is split by time: the first ``1 - val_fraction`` of its frames train
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -45,7 +46,10 @@ class SampleData:
     subject: Subject
     repr: TalkingRepr            # absolute, one sample, at ``fps``
     audio: torch.Tensor          # whole clip, 16 kHz, normalised (zero mean, unit variance) [N]
-    fps: float
+
+    @property
+    def fps(self) -> float:
+        return self.repr.fps
 
     @property
     def num_frames(self) -> int:
@@ -80,7 +84,12 @@ def load_sample(folder: str | Path, fps: float | None = None) -> SampleData:
     wave = torch.from_numpy(pcm.astype(np.float32) / (32768.0 if pcm.dtype == np.int16 else 1.0)).reshape(-1)
     if fps is not None and fps != r.fps:
         r = r.resample(fps)
-    return SampleData(folder, Subject.load(folder / "subject.safetensors"), r, normalise_waveform(wave), r.fps)
+    return SampleData(folder, Subject.load(folder / "subject.safetensors"), r, normalise_waveform(wave))
+
+
+def load_samples(samples: Sequence[str | os.PathLike | SampleData], fps: float | None = None) -> list[SampleData]:
+    """:func:`load_sample` of every folder in ``samples``; :class:`SampleData` items are kept as they are."""
+    return [s if isinstance(s, SampleData) else load_sample(s, fps=fps) for s in samples]
 
 
 def read_frame(sample: SampleData, index: int, size: int) -> torch.Tensor:
@@ -108,12 +117,12 @@ class MotionWindows(Dataset):
     Items: ``audio`` [round(W * 16000 / fps)] (normalised), ``subject`` [1434] (template), and the offsets
     ``lip`` [W, 120], ``eye`` [W, 180], ``head`` [W, 7], ``torso`` [W, 54], ``face`` [W, 1434].
     The window shrinks to the shortest part of any sample, so short clips still train. Windows
-    start every ``hop`` frames (default W // 3, the authors' 200 of 600); with ``jitter`` (default: on for
-    train) each start moves forward by up to hop // 2 frames at random, as the authors' U[0, 100).
+    start every ``hop`` frames (default W // 3, the authors' 200 of 600); in the train part each start moves
+    forward by up to hop // 2 frames at random, as the authors' U[0, 100).
     """
 
     def __init__(self, samples: Sequence[SampleData], part: Part, window: int, *, hop: int | None = None,
-                 val_fraction: float = 0.2, jitter: bool | None = None):
+                 val_fraction: float = 0.2):
         if not samples:
             raise ValueError("MotionWindows needs at least one sample")
         if len({s.fps for s in samples}) != 1:
@@ -125,7 +134,7 @@ class MotionWindows(Dataset):
                              "(use longer clips or change val_fraction)")
         self.window = min(window, shortest)
         self.hop = max(1, hop if hop is not None else self.window // 3)
-        self.jitter = (part == "train") if jitter is None else jitter
+        self.jitter = part == "train"
         self.fps = samples[0].fps
         self.audio_length = round(self.window * SAMPLE_RATE / self.fps)
         self._samples = samples
@@ -173,8 +182,7 @@ class RenderFrames(Dataset):
 
     def __init__(self, sample: SampleData, part: Part, image_size: int, *, tpe: TPEConfig = TPEConfig(),
                  tpe_jitter: int = 0, val_fraction: float = 0.2,
-                 face_center: Sequence[float] = CANONICALISATION_FACE_CENTER, drawing_style: str = "authors",
-                 preload_limit_mb: float = 2048.0):
+                 face_center: Sequence[float] = CANONICALISATION_FACE_CENTER, preload_limit_mb: float = 2048.0):
         self.sample = sample
         self.frames = split_range(sample.num_frames, part, val_fraction)
         if len(self.frames) == 0:
@@ -182,7 +190,6 @@ class RenderFrames(Dataset):
         self.image_size = image_size
         self.tpe = tpe
         self.tpe_jitter = tpe_jitter
-        self.drawing_style = drawing_style
         face, torso = project_repr(sample.repr, sample.subject, face_center=face_center)
         self._face_xy, self._torso_xy = face[:, :, :2].float(), torso[:, :, :2].float()
         lips = self._face_xy[:, torch.from_numpy(mouth_indices())]
@@ -200,7 +207,7 @@ class RenderFrames(Dataset):
         """(condition, target) uint8 [S, S, 3] of the i-th frame of the part."""
         t = self.frames[i]
         condition = draw_condition_images(self._face_xy[t:t + 1], self._torso_xy[t:t + 1], size=self.image_size,
-                                          style=self.drawing_style, as_uint8=True)[0]
+                                          style="authors", as_uint8=True)[0]
         return condition, read_frame(self.sample, t, self.image_size)
 
     def mouth_mask(self, i: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from moda_core.models.faco import FaCoConfig, FaCoNet, PointDiscriminator
-from moda_core.train.datasets import MotionWindows, SampleData, load_sample
+from moda_core.train.datasets import MotionWindows, SampleData, load_samples
 from moda_core.train.losses import lsgan_loss
 from moda_core.train.loop import LoopConfig, TrainingTask, TrainResult, initial_network, run_training
 
@@ -64,15 +64,11 @@ class FaCoTask(TrainingTask):
         l1 = F.l1_loss(fake, batch["face"])
         gan = lsgan_loss(fake_score, True)
         g_loss = gan + self.config.l1_weight * l1
-        self.optimizers["faco"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["faco"].step()
+        self.optimise("faco", g_loss)
 
         fake_score, real_score = self._scores(batch, fake.detach())
         d_loss = 0.5 * (lsgan_loss(real_score, True) + lsgan_loss(fake_score, False))
-        self.optimizers["faco_discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["faco_discriminator"].step()
+        self.optimise("faco_discriminator", d_loss)
         return {"g": g_loss.item(), "l1": l1.item(), "g_gan": gan.item(), "d": d_loss.item()}
 
     def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -88,7 +84,7 @@ def train_faco(samples: Sequence[str | os.PathLike | SampleData], out_dir: str |
 
     ``init``: start the generator from these weights (fine-tuning); the discriminator starts fresh.
     """
-    data = [s if isinstance(s, SampleData) else load_sample(s, fps=config.fps) for s in samples]
+    data = load_samples(samples, fps=config.fps)
     torch.manual_seed(loop.seed)
     generator = initial_network("faco", model_config, init)
     discriminator = PointDiscriminator(generator.config)

@@ -22,7 +22,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from moda_core.checkpoints import build_model, load_model, save_model
+from moda_core.checkpoints import build_model, describe_checkpoint, load_model, save_model
 from moda_core.fileio import atomic_write
 
 STATE_VERSION = 1
@@ -114,6 +114,13 @@ class TrainingTask:
     def batch_to_device(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def optimise(self, name: str, loss: torch.Tensor) -> None:
+        """Clear the gradients of optimiser ``name``, back-propagate ``loss`` and step."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """One optimisation step (all networks in train mode); returns the loss terms."""
         raise NotImplementedError
@@ -178,23 +185,26 @@ def _reduce_means(sums: Mapping[str, float], count: float, device: torch.device,
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
-def _save_networks(task: TrainingTask, folder: Path) -> None:
+def _save_networks(task: TrainingTask, folder: Path, kinds: Iterable[str] | None = None) -> None:
+    """Write the networks of ``kinds`` (default: all) to ``folder/<kind>.safetensors``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for kind, network in task.networks.items():
-        save_model(network, folder / f"{kind}.safetensors", kind=kind, extra_metadata=task.file_metadata(kind))
+    for kind in task.networks if kinds is None else kinds:
+        save_model(task.networks[kind], folder / f"{kind}.safetensors", kind=kind,
+                   extra_metadata=task.file_metadata(kind))
 
 
 def _save_state(task: TrainingTask, folder: Path, counters: _Counters) -> None:
     _save_networks(task, folder)
-    state = {"version": STATE_VERSION, "step": counters.step, "epoch": counters.epoch,
-             "epoch_step": counters.epoch_step, "best_val": counters.best_val, "best_step": counters.best_step,
+    state = {"version": STATE_VERSION, **asdict(counters),
              "optimizers": {name: opt.state_dict() for name, opt in task.optimizers.items()}}
     atomic_write(folder / "state.pt", lambda tmp: torch.save(state, tmp))
 
 
 def load_network_weights(network: nn.Module, path: Path, kind: str) -> None:
     """Load a file in moda's format into an existing network, strictly; its config must match the network's."""
-    stored = load_model(path, kind=kind)
+    stored = describe_checkpoint(path)                  # header only: kind and config
+    if stored.kind != kind:
+        raise ValueError(f"{path}: holds a {stored.kind} network, expected {kind}")
     if stored.config != network.config:
         raise ValueError(f"{path} holds a {kind} network with a different config than this run's "
                          f"({stored.config} vs {network.config}); use another output folder or matching options")
@@ -222,7 +232,7 @@ def _restore_state(task: TrainingTask, folder: Path) -> _Counters:
         load_network_weights(network, folder / f"{kind}.safetensors", kind)
     for name, optimizer in task.optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
-    return _Counters(state["step"], state["epoch"], state["epoch_step"], state["best_val"], state["best_step"])
+    return _Counters(**{f.name: state[f.name] for f in fields(_Counters)})
 
 
 class _CSVLog:
@@ -350,9 +360,7 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
         log.write(row)
         if improved:
             _save_networks(task, run_dir / "best")
-            for kind in task.exported:
-                save_model(task.networks[kind], out_dir / f"{kind}.safetensors", kind=kind,
-                           extra_metadata=task.file_metadata(kind))
+            _save_networks(task, out_dir, task.exported)
         _save_state(task, run_dir / "last", counters)
 
     for network in task.networks.values():

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from moda_core.models.moda import MODAConfig, MODANet
-from moda_core.train.datasets import MotionWindows, SampleData, load_sample
+from moda_core.train.datasets import MotionWindows, SampleData, load_samples
 from moda_core.train.losses import MOTION_PARTS, kl_divergence, motion_l1_loss, motion_l2_velocity_loss
 from moda_core.train.loop import LoopConfig, TrainingTask, TrainResult, initial_network, run_training
 
@@ -106,10 +106,7 @@ class MODATask(TrainingTask):
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         terms = self.loss_terms(self.parallel("moda"), batch)
-        optimizer = self.optimizers["moda"]
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
+        self.optimise("moda", terms["total"])
         return {name: value.item() for name, value in terms.items()}
 
     def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -128,7 +125,7 @@ def train_moda(samples: Sequence[str | os.PathLike | SampleData], out_dir: str |
     ``init``: start from these weights (e.g. converted authors' weights, to fine-tune); their config is used.
     Without it the network is built from ``model_config`` (default: the authors' sizes) with random weights.
     """
-    data = [s if isinstance(s, SampleData) else load_sample(s, fps=config.fps) for s in samples]
+    data = load_samples(samples, fps=config.fps)
     torch.manual_seed(loop.seed)
     model = initial_network("moda", model_config, init)
     return run_training(MODATask(model, data, config), out_dir, loop)

@@ -27,7 +27,7 @@ from moda_core.models.discriminators import DiscriminatorConfig, MultiscaleDiscr
 from moda_core.models.renderer import RenderGenerator, RendererConfig
 from moda_core.render_settings import METADATA_KEY, RenderSettings
 from moda_core.tpe import AUTHORS_TRAIN_OFFSET, TPEConfig
-from moda_core.train.datasets import RenderFrames, SampleData, load_sample, read_frame
+from moda_core.train.datasets import RenderFrames, SampleData, load_samples, read_frame
 from moda_core.train.losses import PerceptualLoss, feature_matching_loss, lsgan_loss
 from moda_core.train.loop import LoopConfig, TrainingTask, TrainResult, initial_network, run_training
 
@@ -146,16 +146,12 @@ class RendererTask(TrainingTask):
         weights = {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
                    "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight}
         g_loss = sum(weights[name] * value for name, value in terms.items())
-        self.optimizers["renderer"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.optimizers["renderer"].step()
+        self.optimise("renderer", g_loss)
 
         with self._autocast():
             fake_out, real_out = self._discriminate(x, fake.detach(), real)
             d_loss = 0.5 * (lsgan_loss(real_out, True) + lsgan_loss(fake_out, False))
-        self.optimizers["renderer_discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["renderer_discriminator"].step()
+        self.optimise("renderer_discriminator", d_loss)
         return {"g": g_loss.item(), **{name: value.item() for name, value in terms.items()}, "d": d_loss.item()}
 
     def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -184,9 +180,11 @@ def evaluate_renderer(renderer: RenderGenerator, sample: SampleData, *, tpe: TPE
         images = (render(renderer, batch["input"].to(device)).clamp(-1, 1) + 1.0) / 2.0
         if size != renderer_size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            reals.append(torch.stack([read_frame(sample, int(t), size) for t in batch["index"]]))
+        else:                                 # the batch's targets: the frames read at this size, back to uint8
+            reals.append(((batch["target"] + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1))
         renders.append(images.clamp(0, 1).permute(0, 2, 3, 1).cpu())
-        reals += [read_frame(sample, int(t), size) for t in batch["index"]]
-    renders_np, reals_np = torch.cat(renders).numpy(), torch.stack(reals).numpy()
+    renders_np, reals_np = torch.cat(renders).numpy(), torch.cat(reals).numpy()
     return float(psnr(renders_np, reals_np)), float(ssim(renders_np, reals_np))
 
 
@@ -206,7 +204,7 @@ def train_renderer(samples: Sequence[str | os.PathLike | SampleData], out_dir: s
     Best weights by validation loss go to ``out_dir/renderer.safetensors``. ``init``: a renderer file to start
     from (e.g. the converted authors' renderer); the discriminator always starts fresh.
     """
-    data = [s if isinstance(s, SampleData) else load_sample(s) for s in samples]
+    data = load_samples(samples)
     torch.manual_seed(loop.seed)
     generator = initial_network("renderer", model_config, init)
     discriminator = MultiscaleDiscriminator(discriminator_config or discriminator_config_for(generator.config))
