@@ -208,7 +208,8 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
     return report
 
 
-def _sync_rows(generated, frames, audio, sample_rate, fps, weights, network, models_dir, progress) -> list[MetricResult]:
+def _sync_rows(generated, frames, audio, sample_rate, fps, weights, network, models_dir,
+               progress) -> list[MetricResult]:
     from moda_core.metrics import syncnet
 
     if frames is None or audio is None:
