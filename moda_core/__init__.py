@@ -2,9 +2,27 @@
 
 Stages: preprocessing (photo/video -> Subject, R) -> MODA (audio -> motion R) -> FaCo-Net (dense face)
 -> pose transform + projection (condition images) -> renderer with TPE (frames).
+
+The names below load on first use, so ``import moda_core.cli`` (argument checks) does not import torch.
 """
-from moda_core.repr import ReprError, TalkingRepr
-from moda_core.subject import Subject, SubjectError
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["TalkingRepr", "ReprError", "Subject", "SubjectError", "__version__"]
+
+_LAZY = {"TalkingRepr": "moda_core.repr", "ReprError": "moda_core.repr",
+         "Subject": "moda_core.subject", "SubjectError": "moda_core.subject"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'moda_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
