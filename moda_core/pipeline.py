@@ -12,7 +12,7 @@ Every stage reads and writes :class:`~moda_core.repr.TalkingRepr`, so any of the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -25,6 +25,7 @@ from moda_core.drawing import draw_condition_images
 from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER
 from moda_core.models.audio_encoder import SAMPLE_RATE, frames_for_samples, normalise_waveform
 from moda_core.projection import project_repr
+from moda_core.recorded_noise import RecordedNoise, as_recorded_noise
 from moda_core.render_settings import RenderSettings
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import SmoothingSigmas, smooth_face, smooth_motion
@@ -32,6 +33,7 @@ from moda_core.subject import Subject
 from moda_core.tpe import TPEConfig, temporal_positional_encoding
 
 Progress = Callable[[str, int, int], None]       # (stage, done, total); may raise to stop the run
+BatchHook = Callable[[int, torch.Tensor, torch.Tensor], None]   # (start frame, conditions, frames), per batch
 WEIGHT_FILES = {"moda": "moda.safetensors", "faco": "faco.safetensors", "renderer": "renderer.safetensors"}
 
 
@@ -108,6 +110,7 @@ class AnimateOptions:
     paste_back: bool = False
     paste_feather: int = 24                          # px of soft edge on the pasted crop
     layout: Literal["render", "debug"] = "render"    # debug: [render | reference | condition]
+    noise: RecordedNoise | None = None               # recorded VAE draw replayed instead of seeded sampling
 
     def __post_init__(self):
         if self.fps <= 0:
@@ -131,8 +134,13 @@ class AnimateOptions:
 @torch.no_grad()
 def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, subject: Subject, *,
                    fps: float = 30.0, seed: int = 0, num_samples: int = 1,
-                   window_blend: str = "average", progress: Progress | None = None) -> TalkingRepr:
-    """16 kHz mono waveform -> R offsets with ``num_samples`` samples (seeds ``seed``, ``seed + 1``, ...)."""
+                   window_blend: str = "average", progress: Progress | None = None,
+                   noise: RecordedNoise | Sequence[torch.Tensor] | str | os.PathLike | None = None) -> TalkingRepr:
+    """16 kHz mono waveform -> R offsets with ``num_samples`` samples (seeds ``seed``, ``seed + 1``, ...).
+
+    ``noise``: a recorded VAE draw (:mod:`moda_core.recorded_noise`: per 20 s window ``[num_samples, frames,
+    latent]``, or a noise file) replayed instead of seeded sampling; ``seed`` is then unused.
+    """
     from moda_core.models.moda import generate_motion
 
     wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32)).reshape(-1)
@@ -141,19 +149,28 @@ def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, s
     device = next(moda.parameters()).device
     inputs = normalise_waveform(wave).to(device)
     style = subject.style_vector().to(device)
+    if noise is not None:
+        noise = as_recorded_noise(noise)
+        noise.check(num_samples, moda.config.hidden_size)
     samples = []
     for index in range(num_samples):
         generator = torch.Generator().manual_seed(seed + index)
+        windows_used = []
 
-        def report(done: int, windows: int, index: int = index) -> None:
+        def report(done: int, windows: int, index: int = index, used: list = windows_used) -> None:
+            used.append(windows)
             if progress:                                   # per 20 s window, so long audio can be cancelled
                 progress("motion", index * windows + done, num_samples * windows)
 
         samples.append(generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend,
-                                       on_window=report))
+                                       on_window=report,
+                                       noise_fn=None if noise is None else noise.window_noise(index)))
+        if noise is not None:
+            noise.check_all_used(windows_used[-1])
 
-    return motion_repr(samples, fps, subject=subject.name,
-                       meta={"seeds": ",".join(str(seed + i) for i in range(num_samples))})
+    meta = ({"noise": Path(noise.source).name} if noise is not None else
+            {"seeds": ",".join(str(seed + i) for i in range(num_samples))})
+    return motion_repr(samples, fps, subject=subject.name, meta=meta)
 
 
 def motion_repr(samples: list, fps: float, **fields) -> TalkingRepr:
@@ -283,15 +300,20 @@ def motion_pipeline(models: MODAModels, waveform: np.ndarray, subject: Subject, 
                     progress: Progress | None = None) -> TalkingRepr:
     """Stages 1-3: audio -> smoothed R offsets with the composed face."""
     r = predict_motion(models.moda, waveform, subject, fps=options.fps, seed=options.seed,
-                       num_samples=options.num_samples, window_blend=options.window_blend, progress=progress)
+                       num_samples=options.num_samples, window_blend=options.window_blend, progress=progress,
+                       noise=options.noise)
     if options.smoothing:
         r = smooth_motion(r, options.sigmas)
     return compose_face(models.faco, r, subject, smoothing=options.smoothing, sigmas=options.sigmas)
 
 
 def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options: AnimateOptions,
-                  progress: Progress | None = None) -> Iterator[torch.Tensor]:
-    """Stages 4-5, streamed: yields output frames ``[B, H, W, 3]`` in 0..1, batch by batch."""
+                  progress: Progress | None = None, on_batch: BatchHook | None = None) -> Iterator[torch.Tensor]:
+    """Stages 4-5, streamed: yields output frames ``[B, H, W, 3]`` in 0..1, batch by batch.
+
+    ``on_batch(start_frame, conditions, frames)`` sees each batch's condition images (renderer input, RGB 0..1)
+    and output frames before they are yielded (e.g. :class:`moda_core.frame_files.StageSaver`).
+    """
     renderer = getattr(models_or_renderer, "renderer", models_or_renderer)
     settings = getattr(models_or_renderer, "render_settings", RenderSettings())
     face_center = options.face_center or settings.face_center
@@ -309,6 +331,8 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
             frames = paste(frames)
         if options.output_size is not None and not options.paste_back and options.layout == "render":
             frames = _resize(frames, options.output_size)
+        if on_batch is not None:
+            on_batch(start, conditions, frames)
         if progress:
             progress("render", start + frames.shape[0], r.num_frames)
         yield frames
@@ -316,11 +340,11 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
 
 def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path: str | os.PathLike | None,
             options: AnimateOptions = AnimateOptions(), *, repr_override: TalkingRepr | None = None,
-            progress: Progress | None = None) -> AnimateResult:
+            progress: Progress | None = None, on_batch: BatchHook | None = None) -> AnimateResult:
     """Audio (16 kHz mono float) + subject -> mp4 at ``out_path`` (H.264 + AAC, the original audio).
 
     ``repr_override`` renders a given (e.g. edited) R instead of predicting one. With ``out_path=None`` only the
-    motion is computed.
+    motion is computed. ``on_batch``: see :func:`render_stream`.
     """
     from moda_core.video import VideoWriter
 
@@ -335,6 +359,6 @@ def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path
     if out_path is None:
         return AnimateResult(None, r, r.num_frames, r.duration, r.fps)
     with VideoWriter(out_path, r.fps, audio=(wave, SAMPLE_RATE) if wave.size else None) as writer:
-        for frames in render_stream(models, r, subject, options, progress):
+        for frames in render_stream(models, r, subject, options, progress, on_batch):
             writer.write(frames)
     return AnimateResult(Path(out_path), r, writer.frames_written, writer.frames_written / r.fps, r.fps)

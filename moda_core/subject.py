@@ -4,6 +4,8 @@
 * ``template``: canonical mean face ``[478, 3]`` in canonical px (the style input S of MODA and FaCo-Net).
 * ``mean_head_pose``: ``[7]`` mean head pose (see :mod:`moda_core.geometry`).
 * ``mean_torso``: ``[18, 3]`` mean shoulder points, canonical px.
+  They are float32, or float64 with ``means_float64=True``: the authors add float64 means (their repr.npz), and
+  float32 moves drawn points by up to 1e-3 px. Files keep the dtype. ``style_vector`` is float32 either way.
 * ``crop_to_source``: ``[2, 3]`` affine matrix taking a crop pixel ``(x, y, 1)`` to source-photo pixels, and
   ``source_size`` ``(width, height)`` of that photo, for pasting renders back.
 * ``source_image``: optional uint8 ``[H, W, 3]`` original photo (for paste-back).
@@ -49,12 +51,13 @@ class Subject:
     source_size: tuple[int, int] = (REFERENCE_SIZE, REFERENCE_SIZE)
     name: str = ""
     source_image: torch.Tensor | None = None
+    means_float64: bool = False              # keep template and means in float64 (the authors' repr.npz)
 
     def __post_init__(self):
         object.__setattr__(self, "reference_image", _as_tensor(self.reference_image, torch.uint8))
-        object.__setattr__(self, "template", _as_tensor(self.template, torch.float32))
-        object.__setattr__(self, "mean_head_pose", _as_tensor(self.mean_head_pose, torch.float32))
-        object.__setattr__(self, "mean_torso", _as_tensor(self.mean_torso, torch.float32))
+        object.__setattr__(self, "means_float64", bool(self.means_float64))
+        for name in ("template", "mean_head_pose", "mean_torso"):
+            object.__setattr__(self, name, _as_tensor(getattr(self, name), self.means_dtype))
         object.__setattr__(self, "crop_to_source", _as_tensor(self.crop_to_source, torch.float64))
         object.__setattr__(self, "source_size", (int(self.source_size[0]), int(self.source_size[1])))
         if self.source_image is not None:
@@ -79,6 +82,10 @@ class Subject:
         return self
 
     # ---------------------------------------------------------------- derived values
+    @property
+    def means_dtype(self) -> torch.dtype:
+        return torch.float64 if self.means_float64 else torch.float32
+
     def style_vector(self) -> torch.Tensor:
         """The MODA / FaCo subject input: template flattened to ``[1434]`` float32 (x, y, z per point)."""
         return self.template.reshape(-1).to(torch.float32)
@@ -137,7 +144,8 @@ class Subject:
                                f"version {SUBJECT_VERSION}")
         try:
             return cls(**tensors, name=metadata.get("name", ""),
-                       source_size=tuple(json.loads(metadata["source_size"])))
+                       source_size=tuple(json.loads(metadata["source_size"])),
+                       means_float64=tensors["template"].dtype == torch.float64)
         except (TypeError, KeyError) as err:
             raise SubjectError(f"{path}: damaged subject file ({err})") from err
 
