@@ -1,0 +1,516 @@
+"""Warp renderer: animates any photo with no training by warping its reference crop so its landmarks follow R.
+
+Per frame, the subject's own points in its reference crop (source) go to the frame's projected points
+(target): the dense face (478), the shoulders (18), two rings around the face oval that move rigidly with the
+head (hair, ears, forehead; blended toward the shoulders below the chin) and fixed points on the image border
+(the background stays still). A Delaunay triangulation of the source points gives a piecewise-affine map; the
+inverse map (target pixel -> source pixel) is built on a coarse grid, upsampled (the map is continuous) and
+applied with one ``cv2.remap``. Triangles that would flip are pulled toward the rigid head motion (and, as a
+last resort, the whole motion is damped), so a frame never tears or folds.
+
+Where the warp alone cannot look right, the frame is painted: a mouth opened beyond the reference gets a
+synthetic interior (throat, tongue, upper teeth) inside the target inner-lip polygon; an eye closed beyond the
+reference gets eyelid skin (sampled above the eye) and a lash line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER, CANONICALISATION_FACE_CENTER, IMAGE_SIZE
+from moda_core.landmarks import NUM_FACE_POINTS, connection_groups, non_semantic_indices
+from moda_core.subject import Subject
+
+NUM_TORSO_POINTS = 18
+# MediaPipe face-mesh indices (facts of the mesh topology)
+INNER_LIP_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)      # mouth corner to mouth corner
+INNER_LIP_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+MOUTH_CORNERS = (78, 308)
+LIP_GAP = (13, 14)                                                         # inner-lip midpoints
+EYES = {  # name: (corner a, corner b, upper-lid mid, lower-lid mid, iris centre + ring, brow points)
+    "right": (33, 133, 159, 145, (468, 469, 470, 471, 472), (70, 63, 105, 66, 107)),
+    "left": (362, 263, 386, 374, (473, 474, 475, 476, 477), (300, 293, 334, 296, 336)),
+}
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Settings of :class:`WarpRenderer`; lengths are in px of the 512-px crop (scaled with the output size)."""
+
+    map_size: int = 128                      # grid the inverse map is built on before upsampling
+    ring_scales: tuple[float, ...] = (1.3, 1.75)   # head rings: oval points pushed out from the face centre
+    border_step: int = 64                    # spacing of the fixed border points
+    mouth_open_threshold: float = 0.02       # lip gap / mouth width beyond the reference before filling
+    mouth_fill_ramp: float = 0.06            # extra opening over which the interior fades in
+    mouth_feather: float = 1.5               # px of soft edge of the mouth interior
+    teeth: bool = True
+    eye_close_start: float = 0.35            # eye closure (1 - opening / reference opening) where lids appear
+    eye_close_full: float = 0.75             # closure where the lid covers the eye completely
+    eye_feather: float = 1.5
+    max_regularise_steps: int = 8
+
+    def __post_init__(self):
+        if self.map_size < 16:
+            raise ValueError(f"WarpConfig.map_size must be >= 16, got {self.map_size}")
+        if not self.ring_scales or min(self.ring_scales) <= 1.0:
+            raise ValueError(f"WarpConfig.ring_scales must be > 1, got {self.ring_scales}")
+        if self.border_step < 8:
+            raise ValueError(f"WarpConfig.border_step must be >= 8, got {self.border_step}")
+        if not 0 <= self.eye_close_start < self.eye_close_full <= 1:
+            raise ValueError("WarpConfig needs 0 <= eye_close_start < eye_close_full <= 1, got "
+                             f"{self.eye_close_start}, {self.eye_close_full}")
+        if self.mouth_fill_ramp <= 0:
+            raise ValueError(f"WarpConfig.mouth_fill_ramp must be > 0, got {self.mouth_fill_ramp}")
+
+
+# ----------------------------------------------------------------------------------------- mesh facts
+def _loop(edges: np.ndarray, start: int | None = None) -> list[int]:
+    """Order the closed polyline through ``edges`` (each vertex in exactly two edges) starting at ``start``."""
+    neighbours: dict[int, list[int]] = {}
+    for a, b in edges.tolist():
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    first = start if start is not None else min(neighbours)
+    order, previous = [first], None
+    while True:
+        options = [n for n in neighbours[order[-1]] if n != previous]
+        previous, current = order[-1], options[0]
+        if current == first:
+            return order
+        order.append(current)
+
+
+@cache
+def face_oval_loop() -> np.ndarray:
+    return np.asarray(_loop(connection_groups()["face_oval"], 10), dtype=np.int64)
+
+
+@cache
+def eye_loop(side: str) -> np.ndarray:
+    group = "left_eye" if side == "left" else "right_eye"
+    return np.asarray(_loop(connection_groups()[group], EYES[side][0]), dtype=np.int64)
+
+
+def inner_lip_loop() -> np.ndarray:
+    return np.asarray(INNER_LIP_UPPER + INNER_LIP_LOWER[-2:0:-1], dtype=np.int64)
+
+
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) ``[B, 2, 3]`` taking ``source [N, 2]`` to
+    each ``target [B, N, 2]`` (Umeyama without reflection)."""
+    mu_s = source.mean(0)
+    mu_t = target.mean(1)
+    s = source - mu_s
+    t = target - mu_t[:, None]
+    a = np.einsum("nd,bnd->b", s, t)                                       # sum s.t
+    b = np.einsum("n,bn->b", s[:, 0], t[:, :, 1]) - np.einsum("n,bn->b", s[:, 1], t[:, :, 0])   # sum s x t
+    norm = max(float((s ** 2).sum()), 1e-12)
+    c, d = a / norm, b / norm                                              # scale*cos, scale*sin
+    matrix = np.zeros((target.shape[0], 2, 3))
+    matrix[:, 0, 0], matrix[:, 0, 1], matrix[:, 1, 0], matrix[:, 1, 1] = c, -d, d, c
+    matrix[:, :, 2] = mu_t - np.einsum("bij,j->bi", matrix[:, :, :2], mu_s)
+    return matrix
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``[B, 2, 3]`` affine on ``[N, 2]`` -> ``[B, N, 2]``."""
+    return np.einsum("bij,nj->bni", matrix[:, :, :2], points) + matrix[:, None, :, 2]
+
+
+def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle ``[..., F]`` for points ``[..., N, 2]`` (positive: counter-clockwise
+    in x-right / y-down pixel coordinates as drawn, i.e. the orientation of the source mesh)."""
+    p0, p1, p2 = (points[..., triangles[:, k], :] for k in range(3))
+    e1, e2 = p1 - p0, p2 - p0
+    return e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+
+
+# ----------------------------------------------------------------------------------------- renderer
+class WarpRenderer:
+    """Warps ``subject``'s reference crop so its landmarks follow projected points; output ``size`` px square.
+
+    ``face_center`` must be the one the targets were projected with (``project_repr``'s default: the authors'
+    ``(256, 235, 128)``): the source points are placed consistently, so R equal to the subject's own pose and
+    zero offsets reproduces the reference exactly.
+    """
+
+    def __init__(self, subject: Subject, size: int = 512, config: WarpConfig = WarpConfig(), *,
+                 face_center: Sequence[float] | str = AUTHORS_INFERENCE_FACE_CENTER):
+        from moda_core.pipeline import reference_at
+        from moda_core.projection import resolve_face_center
+
+        if size < 16:
+            raise ValueError(f"warp renderer size must be >= 16 px, got {size}")
+        self.subject, self.size, self.config = subject, int(size), config
+        self.scale = self.size / IMAGE_SIZE
+        self.face_center = resolve_face_center(face_center)
+        self.reference = np.ascontiguousarray(reference_at(subject, self.size).numpy(), dtype=np.float32)
+        face, torso = source_points(subject, self.face_center)
+        self.source_face, self.source_torso = face * self.scale, torso * self.scale
+        self._build_mesh()
+        self._sample_colours()
+        self._grid = np.stack(np.meshgrid(np.arange(self.size, dtype=np.float32),
+                                          np.arange(self.size, dtype=np.float32)), -1)
+
+    # ------------------------------------------------------------ set-up
+    def _build_mesh(self) -> None:
+        size, cfg = self.size, self.config
+        face, torso = self.source_face, self.source_torso
+        oval = face[face_oval_loop()]
+        centre = oval.mean(0)
+        chin_y, top_y = oval[:, 1].max(), oval[:, 1].min()
+        rings, weights = [], []
+        margin = 2.0 * self.scale
+        keep_away = 0.04 * size
+        for factor in self.config.ring_scales:
+            ring = centre + factor * (oval - centre)
+            inside = ((ring > margin) & (ring < size - 1 - margin)).all(1)
+            if torso.size:
+                far = np.linalg.norm(ring[:, None] - torso[None], axis=-1).min(1) > keep_away
+                inside &= far
+            # below the chin the ring drifts from the head toward the shoulders (the neck)
+            weight = np.clip(1.0 - (ring[:, 1] - chin_y) / max(chin_y - top_y, 1.0), 0.3, 1.0)
+            rings.append(ring[inside])
+            weights.append(weight[inside])
+        self.ring_source = np.concatenate(rings) if rings else np.zeros((0, 2))
+        self.ring_head_weight = np.concatenate(weights) if weights else np.zeros(0)
+
+        ticks = np.unique(np.concatenate([np.arange(0, size, cfg.border_step * self.scale), [size - 1]]))
+        low, high = -1.0, size                 # just outside the image so every pixel is covered
+        line = np.clip(ticks, 0, size - 1).astype(np.float64)
+        border = np.concatenate([np.stack([line, np.full_like(line, low)], 1),
+                                 np.stack([line, np.full_like(line, high)], 1),
+                                 np.stack([np.full_like(line, low), line], 1),
+                                 np.stack([np.full_like(line, high), line], 1),
+                                 [[low, low], [high, low], [low, high], [high, high]]])
+        self.border = np.unique(border, axis=0)
+
+        self.n_face, self.n_torso = NUM_FACE_POINTS, NUM_TORSO_POINTS
+        self.n_ring = len(self.ring_source)
+        self.source = np.concatenate([face, torso, self.ring_source, self.border])
+        triangles = Delaunay(self.source).simplices.astype(np.int64)
+        area = signed_areas(self.source, triangles)
+        flip = area < 0
+        triangles[flip] = triangles[flip][:, [0, 2, 1]]
+        self.triangles = triangles
+        self.source_area = np.abs(area)
+
+        hole_sets = [set(inner_lip_loop().tolist())]
+        for side in EYES:
+            hole_sets.append(set(eye_loop(side).tolist()) | set(EYES[side][4]))
+        tri_list = triangles.tolist()
+        self.hole = np.array([any(set(t) <= h for h in hole_sets) for t in tri_list], dtype=bool)
+        # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
+        self.checked = ~self.hole & (self.source_area > 0.5 * self.scale ** 2)
+        # draw holes first so real skin wins where they overlap
+        order = np.argsort(~self.hole, kind="stable")
+        self.draw_order = order
+        self.stable_face = non_semantic_indices()
+        n_fixed_start = self.n_face + self.n_torso + self.n_ring
+        self.fixed = np.zeros(len(self.source), dtype=bool)
+        self.fixed[n_fixed_start:] = True
+
+        self.mouth_width_src = float(np.linalg.norm(face[MOUTH_CORNERS[0]] - face[MOUTH_CORNERS[1]]))
+        self.mouth_open_src = self._mouth_opening(face[None])[0]
+        self.eye_open_src = {side: self._eye_opening(face[None], side)[0] for side in EYES}
+
+    def _sample_colours(self) -> None:
+        """Lip and eyelid colours of the reference (medians of small patches)."""
+        image, face = self.reference, self.source_face
+        radius = max(1, int(round(2 * self.scale)))
+
+        def patch_median(points: np.ndarray) -> np.ndarray:
+            pixels = []
+            for x, y in np.round(points).astype(int):
+                x0, y0 = np.clip([x - radius, y - radius], 0, self.size - 1)
+                x1, y1 = np.clip([x + radius + 1, y + radius + 1], 1, self.size)
+                pixels.append(image[y0:y1, x0:x1].reshape(-1, 3))
+            return np.median(np.concatenate(pixels), 0)
+
+        outer_upper = (0, 37, 39, 40, 267, 269, 270)
+        outer_lower = (17, 84, 181, 314, 405)
+        self.lip_colour = patch_median(face[list(outer_upper + outer_lower)])
+        self.lid_colour = {}
+        for side, (a, b, upper, lower, _, brow) in EYES.items():
+            loop = eye_loop(side)
+            upper_lid = face[loop]
+            upper_lid = upper_lid[upper_lid[:, 1] <= np.median(upper_lid[:, 1])]
+            brow_y = face[list(brow), 1].mean()
+            lid = upper_lid.copy()
+            lid[:, 1] = upper_lid[:, 1] + 0.4 * (brow_y - upper_lid[:, 1])
+            self.lid_colour[side] = patch_median(lid)
+
+    # ------------------------------------------------------------ measures
+    def _mouth_opening(self, face: np.ndarray) -> np.ndarray:
+        """Lip gap / mouth width ``[B]`` of faces ``[B, 478, 2]``."""
+        gap = np.linalg.norm(face[:, LIP_GAP[0]] - face[:, LIP_GAP[1]], axis=-1)
+        width = np.linalg.norm(face[:, MOUTH_CORNERS[0]] - face[:, MOUTH_CORNERS[1]], axis=-1)
+        return gap / np.maximum(width, 1e-6)
+
+    def _eye_opening(self, face: np.ndarray, side: str) -> np.ndarray:
+        a, b, upper, lower = EYES[side][:4]
+        gap = np.linalg.norm(face[:, upper] - face[:, lower], axis=-1)
+        width = np.linalg.norm(face[:, a] - face[:, b], axis=-1)
+        return gap / np.maximum(width, 1e-6)
+
+    # ------------------------------------------------------------ targets
+    def _check(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        face_xy = np.asarray(face_xy, dtype=np.float64)
+        torso_xy = np.asarray(torso_xy, dtype=np.float64)
+        if face_xy.ndim != 3 or face_xy.shape[1:] != (NUM_FACE_POINTS, 2):
+            raise ValueError(f"warp renderer: face_xy must be [B, {NUM_FACE_POINTS}, 2] pixel positions, got "
+                             f"{list(face_xy.shape)}")
+        if torso_xy.shape != (face_xy.shape[0], NUM_TORSO_POINTS, 2):
+            raise ValueError(f"warp renderer: torso_xy must be [B, {NUM_TORSO_POINTS}, 2] with B = "
+                             f"{face_xy.shape[0]}, got {list(torso_xy.shape)}")
+        bad = ~(np.isfinite(face_xy).all(axis=(1, 2)) & np.isfinite(torso_xy).all(axis=(1, 2)))
+        if bad.any():
+            frames = np.flatnonzero(bad)
+            raise ValueError(f"warp renderer: target points contain NaN or infinite values in {len(frames)} frame(s) "
+                             f"(first: batch index {int(frames[0])}); check R (a head-pose scale must be > 0 and "
+                             "finite, no NaN in the motion curves)")
+        return face_xy * self.scale, torso_xy * self.scale
+
+    def target_points(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> np.ndarray:
+        """All mesh points ``[B, N, 2]`` in output px for targets given in 512-px crop coordinates, regularised so
+        no triangle flips."""
+        face, torso = self._check(face_xy, torso_xy)
+        return self._regularise(*self._raw_targets(face, torso))
+
+    def _raw_targets(self, face: np.ndarray, torso: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = face.shape[0]
+        head = similarity_fit(self.source_face[self.stable_face], face[:, self.stable_face])
+        body = similarity_fit(self.source_torso, torso)
+        ring_head = _apply(head, self.ring_source)
+        ring_body = _apply(body, self.ring_source)
+        w = self.ring_head_weight[None, :, None]
+        ring = w * ring_head + (1 - w) * ring_body
+        border = np.broadcast_to(self.border, (batch, *self.border.shape))
+        target = np.concatenate([face, torso, ring, border], 1)
+        # fallback positions: the face and rings move rigidly with the head, the torso with its fit
+        rigid = np.concatenate([_apply(head, self.source_face), _apply(body, self.source_torso), ring, border], 1)
+        return target, rigid
+
+    def _flipped(self, points: np.ndarray) -> np.ndarray:
+        return (signed_areas(points, self.triangles) <= 0) & self.checked
+
+    def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
+        out = target.copy()
+        for b in range(out.shape[0]):
+            points = out[b]
+            flipped = self._flipped(points)
+            step = 0
+            while flipped.any() and step < self.config.max_regularise_steps:
+                verts = np.unique(self.triangles[flipped])
+                pull = 1.0 if step == self.config.max_regularise_steps - 1 else 0.5
+                points[verts] += pull * (rigid[b, verts] - points[verts])
+                flipped = self._flipped(points)
+                step += 1
+            damp = 0
+            while flipped.any() and damp < 12:            # last resort: less motion, never a fold
+                points[:] = self.source + 0.7 * (points - self.source)
+                flipped = self._flipped(points)
+                damp += 1
+        return out
+
+    # ------------------------------------------------------------ rendering
+    def _inverse_map(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Full-size ``map_x, map_y`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``."""
+        g = min(self.config.map_size, self.size)
+        ratio = g / self.size
+        tri = self.triangles
+        t = points[tri]                                                    # [F, 3, 2]
+        s = self.source[tri]
+        tm = np.concatenate([t, np.ones((len(tri), 3, 1))], -1)            # rows [x, y, 1]
+        det = np.linalg.det(tm)
+        ok = np.abs(det) > 1e-9
+        affine = np.zeros((len(tri), 3, 2))
+        affine[ok] = np.linalg.solve(tm[ok], s[ok])                        # [x y 1] @ A = source
+        ids = np.full((g, g), -1, np.int32)
+        low = (t + 0.5) * ratio - 0.5                                      # low-res pixel coordinates
+        fixed = np.round(low * 16).astype(np.int32)
+        for f in self.draw_order:
+            if ok[f]:
+                cv2.fillConvexPoly(ids, fixed[f], int(f), lineType=cv2.LINE_8, shift=4)
+        centres = (np.arange(g) + 0.5) / ratio - 0.5
+        gx, gy = np.meshgrid(centres, centres)
+        covered = ids >= 0
+        a = affine[ids[covered]]                                           # [K, 3, 2]
+        x, y = gx[covered], gy[covered]
+        disp = np.zeros((g, g, 2), np.float32)
+        disp[covered, 0] = x * a[:, 0, 0] + y * a[:, 1, 0] + a[:, 2, 0] - x
+        disp[covered, 1] = x * a[:, 0, 1] + y * a[:, 1, 1] + a[:, 2, 1] - y
+        if g != self.size:
+            disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        maps = self._grid + disp
+        return maps[..., 0], maps[..., 1]
+
+    def render_points(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> np.ndarray:
+        """face_xy ``[B, 478, 2]``, torso_xy ``[B, 18, 2]`` float image-space px of the 512-px crop (what
+        :func:`moda_core.projection.project_repr` returns, x, y) -> frames float32 ``[B, size, size, 3]`` in 0..1."""
+        face_xy = np.asarray(face_xy.numpy() if hasattr(face_xy, "numpy") else face_xy, dtype=np.float64)
+        torso_xy = np.asarray(torso_xy.numpy() if hasattr(torso_xy, "numpy") else torso_xy, dtype=np.float64)
+        face, torso = self._check(face_xy, torso_xy)
+        points = self._regularise(*self._raw_targets(face, torso))
+        mouth_open = self._mouth_opening(face)
+        eye_open = {side: self._eye_opening(face, side) for side in EYES}
+        frames = np.empty((face.shape[0], self.size, self.size, 3), np.float32)
+        for b in range(face.shape[0]):
+            map_x, map_y = self._inverse_map(points[b])
+            frame = cv2.remap(self.reference, map_x, map_y, interpolation=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+            self._paint_mouth(frame, face[b], float(mouth_open[b]))
+            for side in EYES:
+                self._paint_eye(frame, face[b], side, float(eye_open[side][b]))
+            frames[b] = frame
+        np.clip(frames, 0.0, 1.0, out=frames)
+        return frames
+
+    # ------------------------------------------------------------ painting
+    def _roi(self, polygon: np.ndarray, pad: float) -> tuple[int, int, int, int] | None:
+        x0, y0 = np.floor(polygon.min(0) - pad).astype(int)
+        x1, y1 = np.ceil(polygon.max(0) + pad).astype(int) + 1
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, self.size), min(y1, self.size)
+        return (x0, y0, x1, y1) if x1 > x0 + 1 and y1 > y0 + 1 else None
+
+    def _mask(self, polygon: np.ndarray, roi: tuple[int, int, int, int], feather: float,
+              grow: float = 0.0) -> np.ndarray:
+        x0, y0, x1, y1 = roi
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(mask, [np.round((polygon - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        if grow > 0:
+            k = max(1, int(round(grow)))
+            mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+        if feather > 0:
+            mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=feather)
+        return mask
+
+    def mouth_fill_strength(self, opening: float) -> float:
+        """0..1: how much synthetic mouth interior is shown for a lip gap / mouth width of ``opening``."""
+        extra = opening - self.mouth_open_src - self.config.mouth_open_threshold
+        return float(np.clip(extra / self.config.mouth_fill_ramp, 0.0, 1.0))
+
+    def _paint_mouth(self, frame: np.ndarray, face: np.ndarray, opening: float) -> None:
+        strength = self.mouth_fill_strength(opening)
+        if strength <= 0:
+            return
+        polygon = face[inner_lip_loop()]
+        feather = self.config.mouth_feather * self.scale
+        roi = self._roi(polygon, 3 * feather + 2)
+        if roi is None:
+            return
+        x0, y0, x1, y1 = roi
+        mask = self._mask(polygon, roi, feather) * strength
+        left, right = face[MOUTH_CORNERS[0]], face[MOUTH_CORNERS[1]]
+        axis = right - left
+        width = max(float(np.linalg.norm(axis)), 1e-6)
+        e_u = axis / width
+        e_v = np.array([-e_u[1], e_u[0]])                                  # points down for an upright face
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        rel_x, rel_y = xs - left[0], ys - left[1]
+        u = (rel_x * e_u[0] + rel_y * e_u[1]) / width                      # 0 at one corner, 1 at the other
+        w = rel_x * e_v[0] + rel_y * e_v[1]
+
+        def curve(indices):
+            p = face[list(indices)] - left
+            cu, cw = p @ e_u / width, p @ e_v
+            order = np.argsort(cu)
+            return np.interp(u, cu[order], cw[order])
+
+        upper, lower = curve(INNER_LIP_UPPER), curve(INNER_LIP_LOWER)
+        gap = np.maximum(lower - upper, 1e-3)
+        v = np.clip((w - upper) / gap, 0.0, 1.0)                           # 0 at the upper lip, 1 at the lower
+        gap_px = float(np.linalg.norm(face[LIP_GAP[0]] - face[LIP_GAP[1]]))
+        lip = self.lip_colour
+        throat = np.clip(lip * 0.22, 0.02, 1.0)
+        # darker deep inside, a little lighter toward the lips
+        depth = 1.0 - 4.0 * v * (1.0 - v)
+        colour = throat[None, None] * (0.7 + 0.6 * depth[..., None])
+        # tongue: a rounded bump on the lower lip, visible once the mouth is open
+        tongue_h = np.clip(0.45 * gap_px / np.maximum(gap, 1e-3), 0.0, 0.45)
+        tongue = ((u - 0.5) / 0.32) ** 2 + ((1.0 - v) / np.maximum(tongue_h, 1e-3)) ** 2
+        tongue_alpha = np.clip((1.0 - tongue) * 3.0, 0.0, 1.0)[..., None]
+        tongue_colour = np.clip(lip * np.array([0.85, 0.62, 0.62]) + 0.04, 0, 1)
+        colour = colour * (1 - tongue_alpha) + tongue_colour * tongue_alpha * (0.75 + 0.25 * v[..., None])
+        if self.config.teeth:
+            teeth_px = min(0.35 * gap_px, 0.11 * width)
+            teeth_v = teeth_px / gap
+            corner = np.clip(np.abs(2.0 * u - 1.0), 0.0, 1.0)
+            shade = (1.0 - 0.75 * corner ** 2.5)[..., None]
+            tooth_lines = 1.0 - 0.12 * (np.cos(2 * np.pi * (u - 0.5) * 8.0) > 0.93)
+            teeth_colour = np.clip(np.array([0.86, 0.83, 0.76]) * max(0.75, float(self.reference.mean()) + 0.35),
+                                   0, 0.95)
+            edge = np.clip((teeth_v - v * 1.0) * gap / max(0.8 * self.scale, 0.5), 0.0, 1.0)[..., None]
+            teeth = teeth_colour * shade * tooth_lines[..., None]
+            colour = colour * (1 - edge) + teeth * edge
+        region = frame[y0:y1, x0:x1]
+        region += mask[..., None] * (colour.astype(np.float32) - region)
+
+    def eye_lid_strength(self, side: str, opening: float) -> float:
+        """0..1: how much eyelid skin covers the ``side`` eye at a lid gap / eye width of ``opening``."""
+        reference = self.eye_open_src[side]
+        if reference <= 1e-3:
+            return 0.0
+        closure = 1.0 - opening / reference
+        cfg = self.config
+        return float(np.clip((closure - cfg.eye_close_start) / (cfg.eye_close_full - cfg.eye_close_start), 0, 1))
+
+    def _paint_eye(self, frame: np.ndarray, face: np.ndarray, side: str, opening: float) -> None:
+        strength = self.eye_lid_strength(side, opening)
+        if strength <= 0:
+            return
+        polygon = face[eye_loop(side)]
+        feather = self.config.eye_feather * self.scale
+        roi = self._roi(polygon, 3 * feather + 3)
+        if roi is None:
+            return
+        x0, y0, x1, y1 = roi
+        mask = self._mask(polygon, roi, feather, grow=1.0 * self.scale) * strength
+        lid = self.lid_colour[side]
+        region = frame[y0:y1, x0:x1]
+        region += mask[..., None] * (lid.astype(np.float32) - region)
+        # lash line where the lids meet: the lower lid's contour
+        a, b, upper, lower = EYES[side][:4]
+        loop = eye_loop(side).tolist()
+        ia, ib = loop.index(a), loop.index(b)
+        lower_path = [i for i in (loop[ia:ib + 1] if ia < ib else loop[ib:] + loop[:ia + 1])]
+        if lower not in lower_path:
+            lower_path = [i for i in loop if i not in lower_path] + [a, b]
+        line = face[lower_path] - [x0, y0]
+        lash = np.zeros(mask.shape, np.float32)
+        cv2.polylines(lash, [np.round(line * 16).astype(np.int32)], False, 1.0,
+                      max(1, int(round(1.2 * self.scale))), cv2.LINE_AA, shift=4)
+        lash = cv2.GaussianBlur(lash, (0, 0), sigmaX=max(0.6 * self.scale, 0.5)) * strength
+        region += lash[..., None] * (lid.astype(np.float32) * 0.45 - region)
+
+
+def source_points(subject: Subject, face_center: Sequence[float] = AUTHORS_INFERENCE_FACE_CENTER
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's own face ``[478, 2]`` and torso ``[18, 2]`` in its reference crop (512 px), placed as if
+    projected with ``face_center``.
+
+    Uses the detected points stored on the subject when it has them (video subjects), else its template and
+    torso projected with its mean pose (exact for photo subjects).
+    """
+    import torch
+
+    from moda_core.geometry import canonical_to_image
+
+    pose = subject.mean_head_pose.to(torch.float64)
+    template = subject.template.to(torch.float64)
+    projected = canonical_to_image(template, pose, face_center=face_center)[:, :2]
+    stored = getattr(subject, "reference_points", None)
+    if stored is None:
+        torso = canonical_to_image(subject.mean_torso.to(torch.float64), pose, face_center=face_center)[:, :2]
+        return projected.numpy(), torso.numpy()
+    # the stored points are where the canonicalisation put them; shift like the projection's centre does
+    consistent = canonical_to_image(template, pose, face_center=CANONICALISATION_FACE_CENTER)[:, :2]
+    shift = (projected - consistent).mean(0).numpy()
+    points = stored.to(torch.float64).numpy()
+    return points[:NUM_FACE_POINTS] + shift, points[NUM_FACE_POINTS:] + shift
