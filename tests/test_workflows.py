@@ -93,6 +93,7 @@ FILE_PICKERS = {("LoadImage", "image"), ("LoadAudio", "audio"), ("LoadVideo", "f
 UI_ONLY_NODES = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+CONTROL_NAMES = {"seed", "noise_seed"}        # INT inputs the frontend gives a control widget without being asked
 
 
 # ---------------------------------------------------------------- specs
@@ -107,6 +108,16 @@ class InputSpec:
     @property
     def is_widget(self) -> bool:
         return self.type in WIDGET_TYPES and not self.options.get("forceInput")
+
+    @property
+    def has_control_widget(self) -> bool:
+        """The frontend adds a "control after generate" widget after this one: when the input asks for it, and
+        (legacy convention, frontend 1.35 ``useIntWidget``) after every INT named ``seed`` or ``noise_seed``
+        that does not say ``control_after_generate: False``."""
+        flag = self.options.get("control_after_generate")
+        if flag is None:
+            return self.type == "INT" and self.name in CONTROL_NAMES
+        return bool(flag)
 
 
 @dataclass
@@ -134,6 +145,16 @@ class NodeSpec:
 
     def widgets(self) -> list[InputSpec]:
         return [i for i in self.inputs.values() if i.is_widget]
+
+    def frontend_widgets(self) -> list[str]:
+        """Names of the widgets the frontend builds, in order, as ``widgets_values`` stores them: each widget
+        input, its control widget after it, then the node's frontend extras (upload button, player, ...)."""
+        names = []
+        for ispec in self.widgets():
+            names.append(ispec.name)
+            if ispec.has_control_widget:
+                names.append(f"{ispec.name}:control_after_generate")
+        return names + [f"frontend extra {k}" for k in range(self.extra_widget_values)]
 
 
 def build_specs(moda_nodes: dict) -> dict[str, NodeSpec]:
@@ -243,7 +264,7 @@ def _widget_values(where: str, spec: NodeSpec, values, linked: set[str]) -> tupl
         if ispec.name not in linked:
             errors += check_value(where, spec, ispec, values[i])
         i += 1
-        if ispec.options.get("control_after_generate"):
+        if ispec.has_control_widget:
             if i >= len(values) or values[i] not in CONTROL_VALUES:
                 errors.append(f"{where}: widget '{ispec.name}' must be followed by a control_after_generate "
                               f"value {sorted(CONTROL_VALUES)}")
@@ -506,6 +527,53 @@ def test_validator_accepts_core_node_conventions(specs):
     assert _widget_values("n", seeded, [3, "randomize"], set())[1] == []
     assert "control_after_generate" in _widget_values("n", seeded, [3], set())[1][0]
     assert types_match("STRING", "*") and types_match("IMAGE,MASK", "MASK") and not types_match("INT", "FLOAT")
+
+
+def test_frontend_adds_control_widget_after_seed_inputs(specs):
+    """An INT named seed gets a control widget even unasked (so stored values shift); control_after_generate
+    False turns it off; any input asking for one gets one."""
+    legacy = NodeSpec.from_object_info("X", {"input": {"required": {
+        "seed": ["INT", {"min": 0, "max": 10}], "noise_seed": ["INT", {}], "strength": ["FLOAT", {}],
+        "other": ["INT", {"control_after_generate": True}], "seed_off": ["INT", {}]},
+        "optional": {"plain": ["INT", {}]}}, "output": []})
+    assert legacy.frontend_widgets() == ["seed", "seed:control_after_generate", "noise_seed",
+                                         "noise_seed:control_after_generate", "strength", "other",
+                                         "other:control_after_generate", "seed_off", "plain"]
+    assert "must be followed by a control_after_generate" in _widget_values("n", legacy, [3, 1.0], set())[1][0]
+    off = NodeSpec.from_object_info("X", {"input": {"required": {"seed": ["INT", {"control_after_generate": False}]}},
+                                          "output": []})
+    assert off.frontend_widgets() == ["seed"]
+    assert specs["MODA_AddBlinks"].frontend_widgets() == ["per_minute", "seed", "seed:control_after_generate",
+                                                          "depth"]
+    assert specs["LoadAudio"].frontend_widgets() == ["audio", "frontend extra 0", "frontend extra 1"]
+
+
+def test_every_node_default_is_a_valid_widget_value(specs, moda_nodes):
+    """What a freshly added node shows must pass the server's checks (file pickers aside: they list files)."""
+    problems = []
+    for name in moda_nodes:
+        spec = specs[name]
+        for ispec in spec.widgets():
+            if (name, ispec.name) in FILE_PICKERS or "default" not in ispec.options:
+                continue
+            problems += check_value(f"{name} default", spec, ispec, ispec.options["default"])
+    assert problems == []
+
+
+@pytest.mark.parametrize("ui_path", _shipped_ui_files(), ids=lambda p: p.stem)
+def test_shipped_widget_values_line_up_with_frontend_widgets(ui_path, specs):
+    """Every node's widgets_values has exactly one value per widget the frontend builds, in its order."""
+    workflow = json.loads(ui_path.read_text())
+    for node in workflow["nodes"]:
+        if node["type"] in UI_ONLY_NODES:
+            continue
+        expected = specs[node["type"]].frontend_widgets()
+        values = node.get("widgets_values", [])
+        assert len(values) == len(expected), (f"node {node['id']} ({node['type']}): {len(values)} values "
+                                              f"{values} for the frontend's widgets {expected}")
+        for widget, value in zip(expected, values):
+            if widget.endswith(":control_after_generate"):
+                assert value in CONTROL_VALUES, f"node {node['id']} ({node['type']}): {widget} = {value!r}"
 
 
 def _execute_api(prompt: dict, moda_nodes: dict) -> dict:
