@@ -80,6 +80,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         found = self.allowed.get((module, name))
+        if found is None and module.split(".")[0] == "torch":
+            raise AuthorsSubjectError(f"{self.source}: holds torch objects ({module}.{name}); only numpy arrays are "
+                                      f"accepted here (save the image as reference.png instead)")
         if found is None:
             raise AuthorsSubjectError(
                 f"{self.source}: refusing to load {module}.{name}; this file may hold only numpy arrays, strings, "
@@ -88,7 +91,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return found
 
     def persistent_load(self, pid):
-        raise AuthorsSubjectError(f"{self.source}: holds torch tensors; only numpy arrays are accepted here "
+        raise AuthorsSubjectError(f"{self.source}: holds torch storages; only numpy arrays are accepted here "
                                   f"(save the image as reference.png instead)")
 
 

@@ -38,7 +38,6 @@ class PngSequence:
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise ValueError(f"{self.folder} is a file; give a folder for the PNG frames")
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.quantize = quantize
         self.written = 0
 
@@ -46,6 +45,7 @@ class PngSequence:
         """Frames ``start, start + 1, ...`` from ``[B, H, W, 3]`` (float 0..1 or uint8, RGB)."""
         import cv2
 
+        self.folder.mkdir(parents=True, exist_ok=True)          # on first use: a failed run leaves no empty folder
         for offset, image in enumerate(to_uint8(images, self.quantize)):
             path = self.folder / frame_name(start + offset)
             bgr = np.ascontiguousarray(image[..., ::-1])

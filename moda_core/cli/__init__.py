@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # modules under moda_core.cli, each with register(subparsers); heavy imports happen inside their run functions
-SUBCOMMAND_MODULES = ["info", "preview", "animate", "convert", "prepare", "edit", "bench", "evaluate", "train", "quickstart"]
+SUBCOMMAND_MODULES = ["info", "preview", "animate", "convert", "prepare", "edit", "bench", "evaluate", "train", "quickstart",
+                      "import_subject"]
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -25,6 +25,10 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
                         help="canonical face-centre y used to de-normalise (default: what the renderer was trained "
                              "with, else the authors' inference value 235; their canonicalisation used 232)")
     parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe model files")
+    parser.add_argument("--save-condition", type=Path, default=None, metavar="DIR",
+                        help="also write the condition images (renderer input) as lossless PNG DIR/000000.png ...")
+    parser.add_argument("--save-frames", type=Path, default=None, metavar="DIR",
+                        help="also write the rendered frames as lossless PNG DIR/000000.png ...")
 
 
 def register(subparsers) -> None:
@@ -34,7 +38,12 @@ def register(subparsers) -> None:
     source.add_argument("--subject", type=Path, help="subject .safetensors (from `moda prepare`)")
     animate.add_argument("--audio", type=Path, required=True, help="speech audio (wav, mp3, m4a, video...)")
     animate.add_argument("--seed", type=int, default=0, help="seed of the probabilistic branch")
-    animate.add_argument("--samples", type=int, default=1, help="motion samples to draw (seeds seed, seed+1, ...)")
+    animate.add_argument("--samples", type=int, default=None,
+                         help="motion samples to draw (seeds seed, seed+1, ...; default 1, or as many as --noise "
+                              "holds)")
+    animate.add_argument("--noise", type=Path, default=None, metavar="FILE",
+                         help="replay a recorded VAE draw instead of seeded sampling: .safetensors with noise.0, "
+                              "noise.1, ... one [samples, frames, latent] tensor per 20 s window")
     animate.add_argument("--sample", type=int, default=0, help="which sample to render")
     animate.add_argument("--fps", type=float, default=30.0, help="video frame rate (the authors' models: 30)")
     animate.add_argument("--no-smoothing", action="store_true", help="skip the authors' temporal smoothing")
@@ -78,6 +87,15 @@ def load_subject(args, progress: StageProgress):
     return Subject.load(args.subject)
 
 
+def stage_saver(args):
+    """``--save-condition`` / ``--save-frames`` as a render_stream hook (None when neither is given)."""
+    if args.save_condition is None and args.save_frames is None:
+        return None
+    from moda_core.frame_files import StageSaver
+
+    return StageSaver(args.save_condition, args.save_frames)
+
+
 def check_output(path: Path) -> None:
     """``--out`` must be an .mp4; its folder is created."""
     if path.suffix.lower() != ".mp4":
@@ -93,13 +111,18 @@ def run_animate(args) -> int:
     check_output(args.out)
     started = time.perf_counter()
     progress = StageProgress()
+    noise = None
+    if args.noise is not None:
+        from moda_core.recorded_noise import RecordedNoise
+        noise = RecordedNoise.load(args.noise)
+    samples = args.samples if args.samples is not None else (noise.num_samples if noise is not None else 1)
     subject = load_subject(args, progress)
     wave, _ = load_audio(args.audio)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
-    options = _options(args, fps=args.fps, seed=args.seed, num_samples=args.samples, sample=args.sample,
-                       smoothing=not args.no_smoothing, window_blend=args.window_blend)
+    options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
+                       smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
     with progress:
-        result = animate(models, wave, subject, args.out, options, progress=progress)
+        result = animate(models, wave, subject, args.out, options, progress=progress, on_batch=stage_saver(args))
     if args.save_repr is not None:
         result.repr.save(args.save_repr)
     print(f"moda animate: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
@@ -127,7 +150,8 @@ def run_render(args) -> int:
     progress = StageProgress()
     with progress:
         options = _options(args, fps=r.fps, num_samples=max(r.num_samples, args.sample + 1), sample=args.sample)
-        result = animate(models, wave, subject, args.out, options, repr_override=r, progress=progress)
+        result = animate(models, wave, subject, args.out, options, repr_override=r, progress=progress,
+                         on_batch=stage_saver(args))
     print(f"moda render: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
