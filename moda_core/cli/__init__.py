@@ -17,8 +17,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == []
-                or not action.option_strings):
+        if ("default" in text.lower() or default is None or default is False or default == argparse.SUPPRESS
+                or default == [] or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 

@@ -1,0 +1,85 @@
+"""Keep MediaPipe's / TFLite's native info and warning lines off the terminal.
+
+MediaPipe (absl logging) and TFLite write lines such as ``W0000 00:00:... face_landmarker_graph.cc:181] ...`` and
+``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to file descriptor 2; no environment
+variable turns them off in current MediaPipe. :func:`filtered_native_stderr` routes descriptor 2 through a
+pipe whose reader drops exactly those lines and forwards everything else (Python messages, tqdm bars, native
+errors) unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import threading
+
+# absl/glog info (I) and warning (W) lines and TFLite's INFO lines; errors (E) and fatal (F) lines pass
+NATIVE_NOISE = re.compile(rb"^(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |WARNING: Logging before InitGoogle\(\)"
+                          rb"|INFO: (?:Created TensorFlow Lite|Initialized TensorFlow Lite))")
+
+
+_NOISE_STARTS = (b"WARNING: Logging before InitGoogle()", b"INFO: Created TensorFlow Lite",
+                 b"INFO: Initialized TensorFlow Lite")
+
+
+def _may_become_noise(partial: bytes) -> bool:
+    """Whether an unfinished line could still turn out to be a native log line (TFLite writes in pieces)."""
+    return bool(NATIVE_NOISE.match(partial) or re.fullmatch(rb"[IW]\d{0,4}(?: [\d:.]*(?: +\d*)?)?", partial)
+                or any(start.startswith(partial) or partial.startswith(start[:6]) for start in _NOISE_STARTS))
+
+
+def quiet_native_env() -> None:
+    """Environment settings older MediaPipe/TensorFlow builds honour (set before they are imported)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _forward(read_fd: int, out_fd: int) -> None:
+    try:
+        _copy_filtered(read_fd, out_fd)
+    except OSError:                                    # the terminal went away: nothing left to show
+        pass
+    finally:
+        os.close(read_fd)
+
+
+def _copy_filtered(read_fd: int, out_fd: int) -> None:
+    pending = b""
+    while chunk := os.read(read_fd, 65536):
+        pieces = re.split(rb"(?<=[\n\r])", pending + chunk)
+        pending = b""
+        if pieces and not pieces[-1].endswith((b"\n", b"\r")) and _may_become_noise(pieces[-1]):
+            pending = pieces.pop()                     # a native line cut in pieces: wait for its end
+        kept = b"".join(p for p in pieces if not NATIVE_NOISE.match(p))
+        if kept:
+            os.write(out_fd, kept)
+    if pending:
+        os.write(out_fd, pending)
+
+
+@contextlib.contextmanager
+def filtered_native_stderr():
+    """Within the block, descriptor 2 passes through the filter; restored (and drained) afterwards."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):     # no real stderr (e.g. embedded): nothing to filter
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    reader = threading.Thread(target=_forward, args=(read_fd, saved), name="moda-stderr-filter", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)                              # closes the last write end we hold: the reader sees EOF
+        reader.join(timeout=2.0)                       # (worker processes may still hold one: do not wait long)
+        if not reader.is_alive():
+            os.close(saved)
