@@ -29,7 +29,7 @@ from moda_core.recorded_noise import RecordedNoise, as_recorded_noise
 from moda_core.render_settings import RenderSettings
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import SmoothingSigmas, smooth_face, smooth_motion
-from moda_core.subject import Subject
+from moda_core.subject import REFERENCE_SIZE, Subject
 from moda_core.tpe import TPEConfig, temporal_positional_encoding
 
 Progress = Callable[[str, int, int], None]       # (stage, done, total); may raise to stop the run
@@ -46,17 +46,53 @@ def default_weights_dir() -> Path:
     return Path(os.environ.get("MODA_WEIGHTS_DIR", Path.home() / ".cache" / "moda" / "weights")).expanduser()
 
 
+def has_weight_file(kind: str, weights_dir: str | os.PathLike | None = None) -> bool:
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    return (folder / WEIGHT_FILES[kind]).is_file() or _other_weight_file(kind, folder) is not None
+
+
+def _other_weight_file(kind: str, folder: Path) -> Path | None:
+    """When ``<kind>.safetensors`` is absent: the one file of ``kind`` among the authors' .pkl/.pth in ``folder``
+    (their assets/ckpts layout) or, for the renderer, the one file in ``folder/renderer/`` (``moda download``'s
+    layout). Several candidates: an error naming them."""
+    from moda_core.checkpoints import AUTHORS_SUFFIXES, authors_file_kind, read_metadata
+
+    def kind_of(path: Path) -> str | None:
+        if path.suffix in AUTHORS_SUFFIXES:
+            return authors_file_kind(path)
+        try:
+            return read_metadata(path).get("kind")
+        except ValueError:
+            return None
+
+    places = [folder] + ([folder / "renderer"] if kind == "renderer" else [])
+    found = [path for place in places if place.is_dir() for path in sorted(place.iterdir())
+             if path.is_file() and path.suffix in AUTHORS_SUFFIXES + (".safetensors",)
+             and (path.suffix != ".safetensors" or place != folder) and kind_of(path) == kind]
+    if len(found) > 1:
+        raise WeightsNotFoundError(f"several {kind} files in {folder} ({', '.join(str(p) for p in found)}) and no "
+                                   f"{WEIGHT_FILES[kind]}: copy or link the one to use to {folder / WEIGHT_FILES[kind]}")
+    return found[0] if found else None
+
+
 def find_weight_file(kind: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    """``<weights_dir>/<kind>.safetensors``, else the one file of that kind among the authors' .pkl/.pth there
+    (converted once, cached beside it by content hash) or, for the renderer, in ``renderer/``."""
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     path = folder / WEIGHT_FILES[kind]
     if path.is_file():
         return path
+    other = _other_weight_file(kind, folder)
+    if other is not None:
+        from moda_core.checkpoints import AUTHORS_SUFFIXES, converted_copy
+        return converted_copy(other, kind=kind) if other.suffix in AUTHORS_SUFFIXES else other
     raise WeightsNotFoundError(
         f"missing {kind} weights: {path} does not exist. Either train them with `moda quickstart --out {folder}` "
         f"(or `moda train`), or convert the authors' released checkpoints (MODA.pkl, FaCo.pkl, renderer/<name>.pth "
-        f"from the MODA repository's install.sh Google-Drive links) with `moda convert FILE --out {path}`, or "
-        f"download converted files from a Hugging Face repo with `hf download REPO_ID {WEIGHT_FILES[kind]} "
-        f"--local-dir {folder}` (or the MODA Download Weights node in ComfyUI).")
+        f"from the MODA repository's install.sh Google-Drive links) with `moda download --source authors --out "
+        f"{folder}` (or put the .pkl/.pth files there as they are), or download converted files from a Hugging "
+        f"Face repo with `moda download --source hf --repo REPO_ID {WEIGHT_FILES[kind]} --out {folder}` (or the "
+        f"MODA Download Weights node in ComfyUI).")
 
 
 @dataclass
@@ -65,29 +101,37 @@ class MODAModels:
 
     moda: torch.nn.Module
     faco: torch.nn.Module
-    renderer: torch.nn.Module
+    renderer: torch.nn.Module | None                  # None: only the warp renderer can render
     render_settings: RenderSettings = field(default_factory=RenderSettings)   # TPE + face centre it expects
 
     @classmethod
     def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
-             precision: str = "fp32") -> "MODAModels":
-        """Load the three weight files; the renderer is prepared for ``precision`` (channels-last memory)."""
+             precision: str = "fp32", renderer: bool | None = True) -> "MODAModels":
+        """Load the weight files; the renderer is prepared for ``precision`` (channels-last memory).
+
+        ``renderer``: True needs the renderer file, False skips it (warp rendering), None loads it if present.
+        """
         from moda_core.checkpoints import load_model
         from moda_core.models.renderer import prepare_for_inference
 
-        paths = {kind: find_weight_file(kind, weights_dir) for kind in WEIGHT_FILES}
-        models = cls(**{kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()},
-                     render_settings=RenderSettings.of_weight_file(paths["renderer"]))
+        kinds = [k for k in WEIGHT_FILES if k != "renderer"]
+        if renderer or (renderer is None and has_weight_file("renderer", weights_dir)):
+            kinds.append("renderer")
+        paths = {kind: find_weight_file(kind, weights_dir) for kind in kinds}
+        nets = {kind: load_model(path, kind=kind, device=device) for kind, path in paths.items()}
+        if "renderer" not in nets:
+            return cls(**nets, renderer=None)
+        models = cls(**nets, render_settings=RenderSettings.of_weight_file(paths["renderer"]))
         prepare_for_inference(models.renderer, precision)
         return models
 
     @property
     def device(self) -> torch.device:
-        return next(self.renderer.parameters()).device
+        return next((self.renderer or self.moda).parameters()).device
 
     @property
     def render_size(self) -> int:
-        return self.renderer.config.image_size
+        return self.renderer.config.image_size if self.renderer is not None else REFERENCE_SIZE
 
 
 @dataclass(frozen=True)
@@ -111,6 +155,7 @@ class AnimateOptions:
     paste_feather: int = 24                          # px of soft edge on the pasted crop
     layout: Literal["render", "debug"] = "render"    # debug: [render | reference | condition]
     noise: RecordedNoise | None = None               # recorded VAE draw replayed instead of seeded sampling
+    renderer: Literal["neural", "warp"] = "neural"   # warp: any photo, no renderer weights (moda_core.warp_renderer)
 
     def __post_init__(self):
         if self.fps <= 0:
@@ -128,6 +173,8 @@ class AnimateOptions:
             raise ValueError("paste_back and the debug layout cannot be combined")
         if self.output_size is not None and (self.output_size < 16 or self.output_size % 2):
             raise ValueError(f"output_size must be an even number >= 16, got {self.output_size}")
+        if self.renderer not in ("neural", "warp"):
+            raise ValueError(f"renderer must be 'neural' or 'warp', got {self.renderer!r}")
 
 
 # ----------------------------------------------------------------------------------------- 1. motion
@@ -314,17 +361,26 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
     ``on_batch(start_frame, conditions, frames)`` sees each batch's condition images (renderer input, RGB 0..1)
     and output frames before they are yielded (e.g. :class:`moda_core.frame_files.StageSaver`).
     """
-    renderer = getattr(models_or_renderer, "renderer", models_or_renderer)
-    settings = getattr(models_or_renderer, "render_settings", RenderSettings())
-    face_center = options.face_center or settings.face_center
-    tpe = options.tpe or settings.tpe
-    size = renderer.config.image_size
-    reference = reference_at(subject, size)
+    warp = _warp_renderer(models_or_renderer, subject, options)
+    if warp is not None:
+        size = warp.size
+        reference = torch.from_numpy(warp.reference)
+        batches = _warp_batches(warp, r, subject, options, draw=options.layout == "debug" or on_batch is not None)
+    else:
+        renderer = getattr(models_or_renderer, "renderer", models_or_renderer)
+        settings = getattr(models_or_renderer, "render_settings", RenderSettings())
+        face_center = options.face_center or settings.face_center
+        tpe = options.tpe or settings.tpe
+        size = renderer.config.image_size
+        reference = reference_at(subject, size)
+        batches = ((start, conditions, render_batch(renderer, conditions, reference, start, tpe=tpe,
+                                                    precision=options.precision))
+                   for start, conditions in condition_batches(r, subject, sample=options.sample,
+                                                              batch_size=options.batch_size,
+                                                              face_center=face_center, style=options.drawing_style,
+                                                              size=size))
     paste = PasteBack(subject, size, options.paste_feather) if options.paste_back else None
-    for start, conditions in condition_batches(r, subject, sample=options.sample, batch_size=options.batch_size,
-                                               face_center=face_center, style=options.drawing_style,
-                                               size=size):
-        frames = render_batch(renderer, conditions, reference, start, tpe=tpe, precision=options.precision)
+    for start, conditions, frames in batches:
         if options.layout == "debug":
             frames = torch.cat([frames, reference.expand_as(frames), conditions], dim=2)
         elif paste is not None:
@@ -336,6 +392,34 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
         if progress:
             progress("render", start + frames.shape[0], r.num_frames)
         yield frames
+
+
+def _warp_renderer(models_or_renderer, subject: Subject, options: AnimateOptions):
+    """The :class:`WarpRenderer` to use (given, or made for ``options.renderer == "warp"``), else None."""
+    from moda_core.warp_renderer import WarpRenderer
+
+    if isinstance(models_or_renderer, WarpRenderer):
+        return models_or_renderer
+    if options.renderer == "warp":
+        return WarpRenderer(subject, REFERENCE_SIZE, face_center=options.face_center or AUTHORS_INFERENCE_FACE_CENTER)
+    if getattr(models_or_renderer, "renderer", models_or_renderer) is None:
+        raise ValueError("no neural renderer is loaded (no renderer.safetensors in the weights folder); render "
+                         "with renderer='warp' (`--renderer warp`), which needs no renderer weights, or add the "
+                         "renderer file")
+    return None
+
+
+def _warp_batches(warp, r: TalkingRepr, subject: Subject, options: AnimateOptions,
+                  draw: bool) -> Iterator[tuple[int, torch.Tensor | None, torch.Tensor]]:
+    """``(start, condition images or None, warped frames)`` batch by batch."""
+    face, torso = project_repr(r, subject, sample=options.sample, face_center=warp.face_center)
+    face_xy, torso_xy = face[..., :2].cpu().numpy(), torso[..., :2].cpu().numpy()
+    for start in range(0, r.num_frames, options.batch_size):
+        stop = min(start + options.batch_size, r.num_frames)
+        frames = torch.from_numpy(warp.render_points(face_xy[start:stop], torso_xy[start:stop]))
+        conditions = (draw_condition_images(face[start:stop, :, :2], torso[start:stop, :, :2], size=warp.size,
+                                            style=options.drawing_style) if draw else None)
+        yield start, conditions, frames
 
 
 def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path: str | os.PathLike | None,
