@@ -138,7 +138,8 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
              audio: Any = None, sample_rate: int | None = None, fps: float | None = None,
              syncnet_weights: str | os.PathLike | None = None, syncnet: "SyncNet | None" = None,
              sync_rows: list[MetricResult] | None = None, models_dir: str | os.PathLike | None = None,
-             progress: Callable[[int, int], None] | None = None, dims: int = 2) -> MetricsReport:
+             progress: Callable[[int, int], None] | None = None, dims: int = 2, target_points: Any = None,
+             reference_points: Any = None, face_center: Any = "authors") -> MetricsReport:
     """Compute every metric the inputs allow; the rest are rows with a ``skipped`` reason.
 
     * ``generated`` / ``reference``: R (absolute, or offsets plus ``subject``) for LMD, LMD-v, MA; ``generated``
@@ -149,6 +150,11 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
       (``syncnet_weights``, a file, or ``syncnet``, a loaded network): "Sync" and "Sync-D" (LSE-C / LSE-D, see
       :mod:`moda_core.metrics.syncnet`; face boxes from MediaPipe models in ``models_dir``). ``sync_rows``
       are those two rows computed elsewhere (e.g. streamed from a video file).
+    * ``generated_frames`` + the points they were rendered to, ``target_points`` ``[T, 478, 2]`` (px of the 512
+      crop), or else ``generated`` (sample 0, with ``subject`` for offsets) projected with ``face_center`` (the
+      renderer's): "landmark follow" (:mod:`moda_core.metrics.follow`, MediaPipe model in ``models_dir``).
+    * ``generated_frames`` / ``reference_frames``: "sharpness ratio" (:mod:`moda_core.metrics.sharpness`); face
+      boxes from ``reference_points`` ``[T, 478, 2]`` (px of the 512 crop) or MediaPipe on the reference frames.
 
     A metric whose inputs are invalid (a ``ValueError``, e.g. frame counts differ) becomes a skipped row
     whose reason starts with ``"error:"``.
@@ -184,6 +190,9 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
         report.add(MetricResult.skip("NIQE", "needs generated frames", "", False))
     else:
         report.add(image.niqe(generated_frames))
+    rate = fps if fps is not None else (generated.fps if generated is not None else 30.0)
+    report.add(_sharpness_row(generated_frames, reference_frames, reference_points, models_dir, rate))
+    report.add(_follow_row(generated, subject, generated_frames, target_points, face_center, models_dir, rate))
     if sync_rows is None:
         sync_rows = _sync_rows(generated, generated_frames, audio, sample_rate, fps, syncnet_weights, syncnet,
                                models_dir, progress)
@@ -220,3 +229,36 @@ def _sync_rows(generated, frames, audio, sample_rate, fps, weights, network, mod
                                           models_dir=models_dir, progress=progress)
     except ValueError as err:
         return syncnet.skipped_rows(f"error: {err}")
+
+
+def _sharpness_row(generated_frames, reference_frames, reference_points, models_dir, fps) -> MetricResult:
+    from moda_core.metrics import sharpness
+
+    name, unit = sharpness.SHARPNESS_NAME, sharpness.SHARPNESS_UNIT
+    if generated_frames is None or reference_frames is None:
+        return MetricResult.skip(name, "needs both generated and reference frames", unit)
+    try:
+        return sharpness.sharpness_ratio(generated_frames, reference_frames, reference_points=reference_points,
+                                         models_dir=models_dir, fps=fps)
+    except ValueError as err:
+        return MetricResult.skip(name, f"error: {err}", unit)
+
+
+def _follow_row(generated, subject, frames, target_points, face_center, models_dir, fps) -> MetricResult:
+    from moda_core.metrics import follow
+
+    name, unit = follow.FOLLOW_NAME, follow.FOLLOW_UNIT
+    if frames is None or (target_points is None and generated is None):
+        return MetricResult.skip(name, "needs generated frames and the points they were rendered to (target "
+                                 "points, or the generated R with its subject)", unit, False)
+    try:
+        if target_points is None:
+            from moda_core.projection import project_repr
+
+            if subject is None and (generated.is_offset or generated.face is None):
+                raise ValueError("placing the generated R's points needs its subject (the R holds offsets or no "
+                                 "dense face)")
+            target_points = project_repr(generated, subject, face_center=face_center)[0][..., :2]
+        return follow.landmark_follow(frames, target_points, models_dir, fps=fps)
+    except ValueError as err:
+        return MetricResult.skip(name, f"error: {err}", unit, False)
