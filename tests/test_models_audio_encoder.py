@@ -47,11 +47,16 @@ def test_normalise_waveform_matches_feature_extractor(golden):
         normalise_waveform(torch.zeros(1, 2, 3))
 
 
-def test_frames_for_samples_uses_the_authors_float_division():
-    assert frames_for_samples(32000, 25) == 50
-    assert frames_for_samples(32000, 30) == 59  # 59.99999999999999 in float64
-    assert frames_for_samples(320000, 30) == 600
+def test_frames_for_samples_exact_and_the_authors_float_division():
+    assert frames_for_samples(32000, 25) == frames_for_samples(32000, 25, rule="authors") == 50
+    assert frames_for_samples(32000, 30, rule="authors") == 59  # 59.99999999999999 in float64
+    assert frames_for_samples(128000, 30, rule="authors") == 239  # 8.00 s: 239.99999999999997
+    assert frames_for_samples(32000, 30) == 60 and frames_for_samples(128000, 30) == 240
+    assert frames_for_samples(320000, 30) == frames_for_samples(320000, 30, rule="authors") == 600
     assert frames_for_samples(183296, 30) == 343  # 11.456 s, the fact sheet's example
+    assert frames_for_samples(16000, 29.97) == 29 and frames_for_samples(100000, 29.97) == 187  # 187.3125
+    with pytest.raises(ValueError, match="rule"):
+        frames_for_samples(16000, 30, rule="round")
     with pytest.raises(ValueError, match="num_samples"):
         frames_for_samples(-1, 30)
 
@@ -84,7 +89,7 @@ def test_parity_with_authors_aligned_wav2vec2(golden, golden_weights, attn_imple
         assert (captured["cnn"] - golden["inter.cnn_features"]).abs().max() <= 1e-5
         assert (captured["interpolated"] - golden["inter.interpolated_features"]).abs().max() <= 1e-5
         assert (captured["projected"] - golden["inter.projected_features"]).abs().max() <= 1e-5
-        hidden_30fps = encoder(golden["input_values"], frames_for_samples(32000, 30))
+        hidden_30fps = encoder(golden["input_values"], frames_for_samples(32000, 30, rule="authors"))
     assert hidden_25fps.shape == (1, 50, 32) and hidden_30fps.shape == (1, 59, 32)
     assert (hidden_25fps - golden["last_hidden_state"]).abs().max() <= 1e-5
     assert (hidden_30fps - golden["last_hidden_state_fps30"]).abs().max() <= 1e-5

@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 
 from moda_core.models.audio_encoder import frames_for_samples, normalise_waveform
-from moda_core.models.moda import MODAConfig, MODANet, blend_overlap, generate_motion
+from moda_core.models.moda import MODAConfig, MODANet, blend_overlap, generate_motion, motion_windows
 
 WEIGHT_PREFIX = "weights."
 TAILS = ("lip", "eye", "head", "torso")
@@ -170,23 +170,42 @@ def test_one_window_equals_a_direct_forward(tiny_net, speech_25s):
 
 
 @pytest.mark.parametrize("blend", ["average", "crossfade"])
-def test_two_windows_merge_like_the_authors(tiny_net, speech_25s, blend):
+@pytest.mark.parametrize("frame_count", ["exact", "authors"])
+def test_two_windows_merge_like_the_authors(tiny_net, speech_25s, blend, frame_count):
     audio, subject = speech_25s
     frames: list[int] = []
-    motion = torch.cat(generate_motion(tiny_net, audio, subject, blend=blend, noise_fn=_fixed_noise(frames)), dim=-1)
-    # Windows [0 s, 20 s) and [10 s, 25 s); the authors' merge gives 300 + 449 = 749 frames, one short of
-    # frames_for_samples(400000) = 750, so the last frame is repeated.
-    assert frames == [600, 449]
-    assert motion.shape == (frames_for_samples(400000, 30), 361) == (750, 361)
+    motion = torch.cat(generate_motion(tiny_net, audio, subject, blend=blend, frame_count=frame_count,
+                                       noise_fn=_fixed_noise(frames)), dim=-1)
+    # Windows [0 s, 20 s) and [10 s, 25 s). The second window's 240000 samples are 450 frames exactly, 449 by
+    # the authors' float64 count, so their merge gives 300 + 449 = 749 frames where the exact count is 750.
+    last = 450 if frame_count == "exact" else 449
+    assert frames == [600, last]
+    assert motion.shape == (300 + last, 361)
     first = _run_window(tiny_net, audio[:320000], subject, _fixed_noise([])(0, 600))
-    second = _run_window(tiny_net, audio[160000:], subject, _fixed_noise([])(1, 449))
+    second = _run_window(tiny_net, audio[160000:], subject, _fixed_noise([])(1, last))
     overlap = blend_overlap(first[300:], second[:300], blend)
     assert torch.allclose(motion[:300], first[:300], atol=1e-6)
     assert torch.allclose(motion[300:600], overlap, atol=1e-6)
-    assert torch.allclose(motion[600:749], second[300:], atol=1e-6)
-    assert torch.equal(motion[749], motion[748])
+    assert torch.allclose(motion[600:], second[300:], atol=1e-6)
     if blend == "average":
         assert torch.allclose(overlap, (first[300:] + second[:300]) / 2)
+
+
+@pytest.mark.parametrize("seconds, exact, authors", [(8.0, [240], [239]), (20.0, [600], [600, 300]),
+                                                     (28.0, [600, 540], [600, 540]), (30.0, [600, 600],
+                                                                                      [600, 600, 300])])
+def test_window_plans(seconds, exact, authors):
+    samples = round(seconds * SAMPLE_RATE)
+    exact_windows, exact_total = motion_windows(samples, 30, frame_count="exact")
+    authors_windows, authors_total = motion_windows(samples, 30, frame_count="authors")
+    assert [w.frames for w in exact_windows] == exact and [w.frames for w in authors_windows] == authors
+    assert exact_total == frames_for_samples(samples, 30) == round(seconds * 30)
+    # The authors' merge: each window after the first overlaps the last first_window // 2 frames.
+    assert authors_total == authors[0] + sum(f - authors[0] // 2 for f in authors[1:])
+    assert [w.start_sample for w in authors_windows] == [k * 160000 for k in range(len(authors))]
+    assert [w.start_frame for w in exact_windows] == [k * 300 for k in range(len(exact))]
+    with pytest.raises(ValueError, match="frame_count"):
+        motion_windows(samples, 30, frame_count="round")
 
 
 def test_crossfade_ramps_linearly():

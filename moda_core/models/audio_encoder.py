@@ -8,9 +8,11 @@ transformer encoder. ``AudioEncoder`` is a ``transformers.Wav2Vec2Model`` (same 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from fractions import Fraction
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 SAMPLE_RATE = 16000
 """Sample rate (Hz) wav2vec2 expects."""
+FrameCount = Literal["exact", "authors"]
 
 _NORMALISE_EPS = 1e-7
 _LEGACY_WEIGHT_NORM_SUFFIXES = {
@@ -40,16 +43,23 @@ def normalise_waveform(waveform: torch.Tensor) -> torch.Tensor:
     return (samples - mean) / torch.sqrt(variance + _NORMALISE_EPS)
 
 
-def frames_for_samples(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
-    """Number of video frames the authors assign to ``num_samples`` of audio: ``int(n / (sample_rate / fps))``.
+def frames_for_samples(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE,
+                       rule: FrameCount = "exact") -> int:
+    """Number of video frames for ``num_samples`` of audio.
 
-    Computed in float64 exactly as they do, so 32000 samples at 30 fps give 59 (not 60).
+    ``rule="exact"`` (default): ``floor(n * fps / sample_rate)`` in exact arithmetic, so 8.00 s at 30 fps is 240.
+    ``rule="authors"``: their ``int(n / (sample_rate / fps))`` in float64, which can fall one frame short
+    (128000 samples give 239, 32000 give 59).
     """
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     if fps <= 0 or sample_rate <= 0:
         raise ValueError(f"fps and sample_rate must be > 0, got fps={fps}, sample_rate={sample_rate}")
-    return int(num_samples / (sample_rate / fps))
+    if rule == "authors":
+        return int(num_samples / (sample_rate / fps))
+    if rule != "exact":
+        raise ValueError(f"frame count rule must be 'exact' or 'authors', got {rule!r}")
+    return math.floor(num_samples * Fraction(repr(float(fps))) / sample_rate)
 
 
 def remap_legacy_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:

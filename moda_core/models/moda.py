@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import nn
 
-from .audio_encoder import SAMPLE_RATE, AudioEncoder, AudioEncoderConfig, frames_for_samples
+from .audio_encoder import SAMPLE_RATE, AudioEncoder, AudioEncoderConfig, FrameCount, frames_for_samples
 from .mlp import MLP
 
 _ALIBI_SLOPE = 2.0 ** -8  # FaceFormer slope for a single head, shared by all heads in MODA
@@ -321,25 +321,78 @@ NoiseFn = Callable[[int, int], torch.Tensor]
 WINDOW_SECONDS = 20.0                    # the authors' window for long audio
 
 
+class MotionWindow(NamedTuple):
+    """One MODA window: audio samples ``[start_sample, stop_sample)`` -> ``frames`` frames at ``start_frame``."""
+
+    start_sample: int
+    stop_sample: int
+    frames: int
+    start_frame: int
+
+
+def motion_windows(total_samples: int, fps: float = 30.0, *, window_seconds: float = WINDOW_SECONDS,
+                   hop_seconds: float = 10.0, frame_count: FrameCount = "exact"
+                   ) -> tuple[list[MotionWindow], int]:
+    """The windows long audio is cut into, and the clip's frame count.
+
+    Windows of ``window_seconds`` start every ``hop_seconds``; each gets ``frames_for_samples(len, rule)``.
+    ``frame_count="exact"`` (default): windows stop at the first one that reaches the end of the audio, window k
+    is placed at frame ``k * round(hop_seconds * fps)`` and the clip has ``frames_for_samples(N)`` frames
+    (8.00 s -> 240, 28 s -> 840). ``"authors"``: their ``generate_sequences`` -- windows stop after the first
+    one that ends *past* the audio (exactly 20 s gets a second window), frame counts in float64, and each
+    window after the first overlaps the last ``first_window_frames // 2`` frames of the result so far; the
+    clip has as many frames as that merge gives (28 s -> 840, 25 s -> 749, 8 s -> 239).
+    """
+    if frame_count not in ("exact", "authors"):
+        raise ValueError(f"frame_count must be 'exact' or 'authors', got {frame_count!r}")
+    window_samples = round(window_seconds * SAMPLE_RATE)
+    hop_samples = round(hop_seconds * SAMPLE_RATE)
+    hop_frames = round(hop_samples * fps / SAMPLE_RATE)
+    window_frames = frames_for_samples(window_samples, fps, rule=frame_count)
+    if not 1 <= hop_frames <= window_frames:
+        raise ValueError(f"hop_seconds ({hop_seconds}) must give 1..{window_frames} frames per hop at {fps} fps "
+                         f"(at most the window), got {hop_frames}")
+    windows: list[MotionWindow] = []
+    length = 0                                           # frames in the merged result so far
+    while True:
+        start = len(windows) * hop_samples
+        stop = min(start + window_samples, total_samples)
+        frames = frames_for_samples(stop - start, fps, rule=frame_count)
+        if not windows:
+            start_frame = 0
+        elif frame_count == "authors":
+            start_frame = length - windows[0].frames // 2
+        else:
+            start_frame = len(windows) * hop_frames
+        windows.append(MotionWindow(start, stop, frames, start_frame))
+        length = max(length, start_frame + frames)
+        if frame_count == "authors":
+            reached_end = start + window_samples > total_samples
+        else:
+            reached_end = start + window_samples >= total_samples
+        if reached_end:
+            break
+    total = length if frame_count == "authors" else frames_for_samples(total_samples, fps)
+    return windows, total
+
+
 @torch.no_grad()
 def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.Tensor, *, fps: float = 30.0,
                     generator: torch.Generator | None = None, window_seconds: float = WINDOW_SECONDS,
-                    hop_seconds: float = 10.0, blend: BlendMode = "average",
+                    hop_seconds: float = 10.0, blend: BlendMode = "average", frame_count: FrameCount = "exact",
                     noise_fn: NoiseFn | None = None,
                     on_window: Callable[[int, int], None] | None = None) -> GeneratedMotion:
     """Motion for audio of any length, with the authors' overlapping windows.
 
     input_values: whole clip, normalised 16 kHz mono [N] (see ``normalise_waveform``; normalise the whole
     clip before windowing, as the authors do). subject: flattened template [vertice_dim].
-    Windows of ``window_seconds`` start every ``hop_seconds``; each gets ``frames_for_samples(len)`` frames
-    and its own VAE noise (``noise_fn(window_index, frames)`` if given, else drawn from ``generator``).
-    Windows stop after the first one that reaches the end of the audio. Window k is placed at frame
-    ``k * round(hop_seconds * fps)``; the frames it shares with the result so far are merged with
-    ``blend_overlap``. With the default 20 s / 10 s windows this is exactly the authors' merge (overlap =
-    first-window frames // 2). Their merge can end one frame short of ``frames_for_samples(N)`` (25 s at
-    30 fps gives 749, not 750); the result is padded with its last frame or trimmed to exactly that count.
-    Only one window is in flight at a time, so memory does not grow with the audio beyond the outputs.
-    ``on_window(done, total)`` is called after each window (progress; it may raise to stop).
+    Windows come from :func:`motion_windows` (``frame_count`` picks the exact count or the authors'); each
+    window gets its own VAE noise (``noise_fn(window_index, frames)`` if given, else drawn from ``generator``).
+    The frames a window shares with the result so far are merged with ``blend_overlap`` ("average" is the
+    authors' merge). With ``frame_count="exact"`` the result is padded with its last frame or trimmed to
+    exactly ``frames_for_samples(N)``. Only one window is in flight at a time, so memory does not grow with the
+    audio beyond the outputs. ``on_window(done, total)`` is called after each window (progress; it may raise
+    to stop).
     """
     config = model.config
     if blend not in ("average", "crossfade"):
@@ -350,38 +403,30 @@ def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.T
         raise ValueError(f"input_values must be a 1-D waveform [N], got shape {tuple(input_values.shape)}")
     if tuple(subject.shape) != (config.vertice_dim,):
         raise ValueError(f"subject must be [{config.vertice_dim}], got shape {tuple(subject.shape)}")
-    window_samples = round(window_seconds * SAMPLE_RATE)
-    hop_samples = round(hop_seconds * SAMPLE_RATE)
-    window_frames = frames_for_samples(window_samples, fps)
-    hop_frames = round(hop_samples * fps / SAMPLE_RATE)
-    if not 1 <= hop_frames <= window_frames:
-        raise ValueError(f"hop_seconds ({hop_seconds}) must give 1..{window_frames} frames per hop at {fps} fps "
-                         f"(at most the window), got {hop_frames}")
+    window_frames = frames_for_samples(round(window_seconds * SAMPLE_RATE), fps, rule=frame_count)
     if window_frames > config.max_seq_len:
         raise ValueError(f"window_seconds ({window_seconds}) at {fps} fps gives {window_frames} frames; "
                          f"the model takes at most {config.max_seq_len}")
     total_samples = input_values.shape[0]
-    total_frames = frames_for_samples(total_samples, fps)
-    if total_frames < 1:
+    if frames_for_samples(total_samples, fps, rule=frame_count) < 1:
         raise ValueError(f"input_values is too short for one frame at {fps} fps ({total_samples} samples)")
+    windows, total_frames = motion_windows(total_samples, fps, window_seconds=window_seconds,
+                                           hop_seconds=hop_seconds, frame_count=frame_count)
 
-    num_windows = 1 + max(0, math.ceil((total_samples - window_samples) / hop_samples))
     device = next(model.parameters()).device
     subject_batch = subject.to(device=device, dtype=torch.float32).unsqueeze(0)
     finished: list[torch.Tensor] = []  # frames no later window can touch, [*, motion_dim] each
     pending = torch.empty(0, config.motion_dim, device=device)  # frames from `pending_start` on
     pending_start = 0
-    window_index = 0
-    while True:
-        start_sample = window_index * hop_samples
-        chunk = input_values[start_sample:start_sample + window_samples].to(device=device, dtype=torch.float32)
-        frames = frames_for_samples(chunk.shape[0], fps)
+    for window_index, window in enumerate(windows):
+        chunk = input_values[window.start_sample:window.stop_sample].to(device=device, dtype=torch.float32)
+        frames = window.frames
         noise = noise_fn(window_index, frames).to(device) if noise_fn is not None else None
         output = model(model.encode_audio(chunk.unsqueeze(0), frames), subject_batch, noise=noise,
                        generator=generator)
         motion = torch.cat([output.lip, output.eye, output.head, output.torso], dim=-1)[0]
 
-        start_frame = window_index * hop_frames
+        start_frame = window.start_frame
         finished.append(pending[: start_frame - pending_start].clone())  # clone: drop the rest of the window
         earlier = pending[start_frame - pending_start:]
         shared = min(earlier.shape[0], frames)
@@ -389,10 +434,7 @@ def generate_motion(model: MODANet, input_values: torch.Tensor, subject: torch.T
                              motion[shared:]])
         pending_start = start_frame
         if on_window is not None:
-            on_window(window_index + 1, num_windows)
-        if start_sample + window_samples >= total_samples:
-            break
-        window_index += 1
+            on_window(window_index + 1, len(windows))
 
     motion = torch.cat([*finished, pending])[:total_frames]
     if motion.shape[0] < total_frames:
