@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from moda_core.drawing import draw_condition_images
 from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER
-from moda_core.models.audio_encoder import SAMPLE_RATE, frames_for_samples, normalise_waveform
+from moda_core.models.audio_encoder import SAMPLE_RATE, FrameCount, frames_for_samples, normalise_waveform
 from moda_core.projection import project_repr
 from moda_core.recorded_noise import RecordedNoise, as_recorded_noise
 from moda_core.render_settings import RenderSettings
@@ -35,6 +35,13 @@ from moda_core.tpe import TPEConfig, temporal_positional_encoding
 Progress = Callable[[str, int, int], None]       # (stage, done, total); may raise to stop the run
 BatchHook = Callable[[int, torch.Tensor, torch.Tensor], None]   # (start frame, conditions, frames), per batch
 WEIGHT_FILES = {"moda": "moda.safetensors", "faco": "faco.safetensors", "renderer": "renderer.safetensors"}
+RendererLayout = Literal["channels_last", "plain"]
+
+
+def _channels_last(layout: str) -> bool:
+    if layout not in ("channels_last", "plain"):
+        raise ValueError(f"renderer_layout must be 'channels_last' or 'plain', got {layout!r}")
+    return layout == "channels_last"
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -106,10 +113,13 @@ class MODAModels:
 
     @classmethod
     def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
-             precision: str = "fp32", renderer: bool | None = True) -> "MODAModels":
-        """Load the weight files; the renderer is prepared for ``precision`` (channels-last memory).
+             precision: str = "fp32", renderer: bool | None = True,
+             renderer_layout: RendererLayout = "channels_last") -> "MODAModels":
+        """Load the weight files; the renderer is prepared for ``precision`` in ``renderer_layout`` memory.
 
         ``renderer``: True needs the renderer file, False skips it (warp rendering), None loads it if present.
+        ``renderer_layout``: "channels_last" (faster on CPU) or "plain" (contiguous, like the authors; on the
+        parity renderer plain stays within 2 levels of their frames, channels-last moves a few values up to 8).
         """
         from moda_core.checkpoints import load_model
         from moda_core.models.renderer import prepare_for_inference
@@ -122,7 +132,7 @@ class MODAModels:
         if "renderer" not in nets:
             return cls(**nets, renderer=None)
         models = cls(**nets, render_settings=RenderSettings.of_weight_file(paths["renderer"]))
-        prepare_for_inference(models.renderer, precision)
+        prepare_for_inference(models.renderer, precision, channels_last=_channels_last(renderer_layout))
         return models
 
     @property
@@ -156,6 +166,8 @@ class AnimateOptions:
     layout: Literal["render", "debug"] = "render"    # debug: [render | reference | condition]
     noise: RecordedNoise | None = None               # recorded VAE draw replayed instead of seeded sampling
     renderer: Literal["neural", "warp"] = "neural"   # warp: any photo, no renderer weights (moda_core.warp_renderer)
+    frame_count: FrameCount = "exact"                # "authors": their float64 count and multi-window merge
+    quantize: Literal["round", "truncate"] = "round"  # 8-bit output; "truncate" is the authors' astype(uint8)
 
     def __post_init__(self):
         if self.fps <= 0:
@@ -175,6 +187,10 @@ class AnimateOptions:
             raise ValueError(f"output_size must be an even number >= 16, got {self.output_size}")
         if self.renderer not in ("neural", "warp"):
             raise ValueError(f"renderer must be 'neural' or 'warp', got {self.renderer!r}")
+        if self.frame_count not in ("exact", "authors"):
+            raise ValueError(f"frame_count must be 'exact' or 'authors', got {self.frame_count!r}")
+        if self.quantize not in ("round", "truncate"):
+            raise ValueError(f"quantize must be 'round' or 'truncate', got {self.quantize!r}")
 
 
 # ----------------------------------------------------------------------------------------- 1. motion
@@ -182,9 +198,12 @@ class AnimateOptions:
 def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, subject: Subject, *,
                    fps: float = 30.0, seed: int = 0, num_samples: int = 1,
                    window_blend: str = "average", progress: Progress | None = None,
+                   frame_count: FrameCount = "exact",
                    noise: RecordedNoise | Sequence[torch.Tensor] | str | os.PathLike | None = None) -> TalkingRepr:
     """16 kHz mono waveform -> R offsets with ``num_samples`` samples (seeds ``seed``, ``seed + 1``, ...).
 
+    ``frame_count``: "exact" (``floor(N * fps / 16000)`` frames) or "authors" (their float64 count and window
+    merge, see :func:`moda_core.models.moda.motion_windows`).
     ``noise``: a recorded VAE draw (:mod:`moda_core.recorded_noise`: per 20 s window ``[num_samples, frames,
     latent]``, or a noise file) replayed instead of seeded sampling; ``seed`` is then unused.
     """
@@ -210,7 +229,7 @@ def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, s
                 progress("motion", index * windows + done, num_samples * windows)
 
         samples.append(generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend,
-                                       on_window=report,
+                                       frame_count=frame_count, on_window=report,
                                        noise_fn=None if noise is None else noise.window_noise(index)))
         if noise is not None:
             noise.check_all_used(windows_used[-1])
@@ -348,7 +367,7 @@ def motion_pipeline(models: MODAModels, waveform: np.ndarray, subject: Subject, 
     """Stages 1-3: audio -> smoothed R offsets with the composed face."""
     r = predict_motion(models.moda, waveform, subject, fps=options.fps, seed=options.seed,
                        num_samples=options.num_samples, window_blend=options.window_blend, progress=progress,
-                       noise=options.noise)
+                       noise=options.noise, frame_count=options.frame_count)
     if options.smoothing:
         r = smooth_motion(r, options.sigmas)
     return compose_face(models.faco, r, subject, smoothing=options.smoothing, sigmas=options.sigmas)
@@ -424,11 +443,14 @@ def _warp_batches(warp, r: TalkingRepr, subject: Subject, options: AnimateOption
 
 def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path: str | os.PathLike | None,
             options: AnimateOptions = AnimateOptions(), *, repr_override: TalkingRepr | None = None,
-            progress: Progress | None = None, on_batch: BatchHook | None = None) -> AnimateResult:
-    """Audio (16 kHz mono float) + subject -> mp4 at ``out_path`` (H.264 + AAC, the original audio).
+            progress: Progress | None = None, on_batch: BatchHook | None = None,
+            mux_audio: tuple[np.ndarray, int] | None = None) -> AnimateResult:
+    """Audio (16 kHz mono float) + subject -> mp4 at ``out_path`` (H.264 + AAC).
 
     ``repr_override`` renders a given (e.g. edited) R instead of predicting one. With ``out_path=None`` only the
-    motion is computed. ``on_batch``: see :func:`render_stream`.
+    motion is computed. ``on_batch``: see :func:`render_stream`. ``mux_audio``: ``(wave, rate)`` put in the mp4
+    instead of ``waveform`` (e.g. the source file at its own rate); the AAC track keeps 44.1/48 kHz, other rates
+    are encoded at 48 kHz (:class:`~moda_core.video.VideoWriter`).
     """
     from moda_core.video import VideoWriter
 
@@ -442,7 +464,9 @@ def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path
         r = motion_pipeline(models, wave, subject, options, progress)
     if out_path is None:
         return AnimateResult(None, r, r.num_frames, r.duration, r.fps)
-    with VideoWriter(out_path, r.fps, audio=(wave, SAMPLE_RATE) if wave.size else None) as writer:
+    if mux_audio is None and wave.size:
+        mux_audio = (wave, SAMPLE_RATE)
+    with VideoWriter(out_path, r.fps, audio=mux_audio) as writer:
         for frames in render_stream(models, r, subject, options, progress, on_batch):
             writer.write(frames)
     return AnimateResult(Path(out_path), r, writer.frames_written, writer.frames_written / r.fps, r.fps)
