@@ -35,6 +35,11 @@ def subject_preview(subject: Subject) -> torch.Tensor:
     return image.to(comfy.model_management.intermediate_device())
 
 
+def preprocess_error(display_name: str, input_name: str, err: preprocess.PreprocessError) -> ValueError:
+    """The pack's error for a preprocessing failure: its message already says what to do, so it is not repeated."""
+    return ValueError(f"{display_name}: input '{input_name}': {err}")
+
+
 def _log_warnings(display_name: str, warnings: list[str]) -> None:
     for warning in warnings:
         log.warning("%s: %s", display_name, warning)
@@ -75,10 +80,11 @@ class MODASubjectFromImage(io.ComfyNode):
         models_dir = require_mediapipe(cls.DISPLAY_NAME, "image")
         try:
             subject, found = preprocess.subject_from_photo(image[0], models_dir=models_dir, name=name,
-                                                           face_index=None if face_index < 0 else face_index)
+                                                           face_index=None if face_index < 0 else face_index,
+                                                           label="the image")
         except preprocess.PreprocessError as err:
-            raise node_error(cls.DISPLAY_NAME, "face_index" if "face_index" in str(err) else "image", str(err),
-                             "use another photo or face") from err
+            raise preprocess_error(cls.DISPLAY_NAME, "face_index" if "face_index" in str(err) else "image",
+                                   err) from err
         _log_warnings(cls.DISPLAY_NAME, found.warnings)
         return io.NodeOutput(subject, subject_preview(subject))
 
@@ -127,8 +133,7 @@ class MODASubjectFromVideo(io.ComfyNode):
             subject, r, found = preprocess.subject_from_frames(images, fps, models_dir=models_dir, name=name,
                                                                progress=progress)
         except preprocess.PreprocessError as err:
-            raise node_error(cls.DISPLAY_NAME, "fps" if "fps" in str(err) else "images", str(err),
-                             "use frames where one face stays visible") from err
+            raise preprocess_error(cls.DISPLAY_NAME, "fps" if "fps" in str(err) else "images", err) from err
         _log_warnings(cls.DISPLAY_NAME, found.warnings)
         return io.NodeOutput(subject, r, subject_preview(subject))
 

@@ -84,10 +84,14 @@ def test_subject_from_image(moda_nodes, moda_dir, portrait, photo_subject):
 
 def test_subject_from_image_errors(moda_nodes, moda_dir, comfy_dirs, portrait):
     node = moda_nodes["MODA_SubjectFromImage"]
-    with pytest.raises(ValueError, match=r"^MODA Subject from Image: input 'image': no face found"):
+    with pytest.raises(ValueError) as no_face:
         run_node(node, image=torch.zeros(1, 256, 256, 3), face_index=-1, name="")
-    with pytest.raises(ValueError, match=r"^MODA Subject from Image: input 'face_index': .*out of range"):
+    assert str(no_face.value) == ("MODA Subject from Image: input 'image': no face found in the image: use a photo "
+                                  "where one face is clearly visible, frontal or slightly turned, not covered")
+    with pytest.raises(ValueError) as bad_index:
         run_node(node, image=portrait, face_index=3, name="")
+    assert str(bad_index.value) == ("MODA Subject from Image: input 'face_index': face_index 3 is out of range: 1 "
+                                    "face(s) found in the image (numbered left to right from 0); use 0..0")
     with pytest.raises(ValueError, match=r"input 'image': expected IMAGE \[batch, height, width, 3\]"):
         run_node(node, image=torch.zeros(256, 256, 3), face_index=-1, name="")
     (moda_dir / "selfie_segmenter.tflite").unlink()

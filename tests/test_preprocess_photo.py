@@ -137,8 +137,10 @@ def test_unreadable_inputs(tmp_path, models_dir):
     broken.write_bytes(b"not an image")
     with pytest.raises(PreprocessError, match="cannot read image"):
         subject_from_photo(broken, models_dir=models_dir)
-    with pytest.raises(PreprocessError, match="one image"):
+    with pytest.raises(PreprocessError, match=r"^the image: expected one image"):
         subject_from_photo(np.zeros((2, 64, 64, 3), np.float32), models_dir=models_dir)
+    with pytest.raises(PreprocessError, match=r"^input 'photo': expected uint8 or float"):
+        subject_from_photo(torch.zeros((64, 64, 3), dtype=torch.int32), models_dir=models_dir, label="input 'photo'")
 
 
 def test_no_shoulders_fall_back_with_a_warning(models_dir, macron, monkeypatch):

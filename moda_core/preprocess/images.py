@@ -42,22 +42,25 @@ def _from_array(array: np.ndarray, name: str) -> np.ndarray:
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array.copy()     # own, contiguous
 
 
-def read_image(image: ImageInput) -> tuple[np.ndarray, str]:
-    """Any supported image input -> (RGB uint8 ``[H, W, 3]``, a name for messages)."""
+def read_image(image: ImageInput, label: str | None = None) -> tuple[np.ndarray, str]:
+    """Any supported image input -> (RGB uint8 ``[H, W, 3]``, a name for messages: ``label`` if given, else the
+    file path, or "the image" for an in-memory image)."""
+    if label is None:
+        label = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "the image"
     if isinstance(image, (str, os.PathLike)):
         name = os.fspath(image)
         if not os.path.isfile(name):
             raise PreprocessError(f"image file not found: {name}")
         try:
             with Image.open(name) as opened:
-                return _from_pil(opened), name
+                return _from_pil(opened), label
         except (UnidentifiedImageError, OSError) as err:
             raise PreprocessError(f"cannot read image {name}: {err}. Use a JPEG or PNG file.") from err
     if isinstance(image, Image.Image):
-        return _from_pil(image), "<PIL image>"
+        return _from_pil(image), label
     if isinstance(image, torch.Tensor):
-        return _from_array(image.detach().cpu().numpy(), "<image tensor>"), "<image tensor>"
+        return _from_array(image.detach().cpu().numpy(), label), label
     if isinstance(image, np.ndarray):
-        return _from_array(image, "<image array>"), "<image array>"
+        return _from_array(image, label), label
     raise PreprocessError(f"unsupported image input of type {type(image).__name__}: give a file path, a PIL "
                           "image, or an [H, W, 3] array/tensor")

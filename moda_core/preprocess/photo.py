@@ -45,8 +45,8 @@ def _choose_face(faces: list[np.ndarray], poses: np.ndarray, face_index: int | N
     sizes = eye_distance(poses)
     if face_index is not None:
         if not -len(faces) <= face_index < len(faces):
-            raise PreprocessError(f"{name}: face_index {face_index} is out of range; {len(faces)} face(s) found "
-                                  "(numbered left to right from 0)")
+            raise PreprocessError(f"face_index {face_index} is out of range: {len(faces)} face(s) found in {name} "
+                                  f"(numbered left to right from 0); use 0..{len(faces) - 1}")
         return face_index % len(faces)
     chosen = int(np.argmax(sizes))
     if len(faces) > 1:
@@ -57,9 +57,11 @@ def _choose_face(faces: list[np.ndarray], poses: np.ndarray, face_index: int | N
 
 
 def subject_from_photo(image: ImageInput, models_dir: str | os.PathLike | None = None,
-                       face_index: int | None = None, name: str = "") -> tuple[Subject, PhotoDiagnostics]:
-    """Any photo (path, PIL, uint8 or float 0..1 ``[H, W, 3]`` array/tensor) -> (Subject, diagnostics)."""
-    rgb, label = read_image(image)
+                       face_index: int | None = None, name: str = "",
+                       label: str | None = None) -> tuple[Subject, PhotoDiagnostics]:
+    """Any photo (path, PIL, uint8 or float 0..1 ``[H, W, 3]`` array/tensor) -> (Subject, diagnostics).
+    ``label`` names the photo in messages (default: its path, or "the image")."""
+    rgb, label = read_image(image, label)
     warnings: list[str] = []
     with FaceLandmarks(models_dir, max_faces=MAX_FACES) as landmarker:
         faces = landmarker.detect(rgb)
