@@ -371,3 +371,86 @@ def load_audio_encoder(path: str | os.PathLike, device: torch.device | str = "cp
         raise ValueError(f"{os.path.basename(path)} does not fit the wav2vec2 architecture of {architecture}: {report}")
     encoder.load_state_dict(state)
     return encoder.to(device=device, dtype=dtype)
+
+
+# ------------------------------------------------------------------------- authors' files used directly
+
+AUTHORS_SUFFIXES = (".pkl", ".pth")
+CONVERTED_FOLDER = ".moda-converted"       # beside an authors' file: its conversions, named by content hash
+_STRING_OPCODES = {"BINUNICODE", "SHORT_BINUNICODE", "UNICODE", "BINUNICODE8"}
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def pickled_strings(path: str | os.PathLike) -> list[str]:
+    """The strings in the pickle of a torch zip archive (``*/data.pkl``), read without unpickling anything:
+    a state_dict's keys are among them. ValueError when ``path`` is not a torch zip archive."""
+    import pickletools
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+            if not members:
+                raise ValueError(f"{path}: a zip archive without data.pkl, so not a torch checkpoint")
+            payload = archive.read(members[0])
+        return [arg for opcode, arg, _ in pickletools.genops(payload) if opcode.name in _STRING_OPCODES]
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a torch zip archive (truncated or corrupt?): {err}") from None
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: unreadable pickle in the archive (truncated or corrupt?): {err}") from None
+
+
+def authors_file_kind(path: str | os.PathLike) -> str | None:
+    """The network kind of an authors' ``.pkl``/``.pth`` state_dict from its key names (no tensor is read), or
+    None when the keys match no network (e.g. a subject's reference.pth) or the file is not a torch archive."""
+    try:
+        strings = pickled_strings(path)
+    except ValueError:
+        return None
+    keys = {s.removeprefix("module."): None for s in strings if "." in s}
+    try:
+        return detect_kind(keys)
+    except ValueError:
+        return None
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 of the file (hex), remembered per (path, mtime, size) for this process."""
+    import hashlib
+
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def converted_copy(src: str | os.PathLike, kind: str | None = None) -> Path:
+    """Our ``.safetensors`` conversion of an authors' checkpoint, made once and cached beside it by content hash
+    (``<folder>/.moda-converted/<stem>-<sha256[:16]>.safetensors``); a changed source gets a new conversion and
+    the outdated ones of the same stem are removed."""
+    src = Path(src)
+    digest = content_hash(src)[:16]
+    cache = src.parent / CONVERTED_FOLDER
+    dst = cache / f"{src.stem}-{digest}.safetensors"
+    if dst.is_file():
+        return dst
+    cache.mkdir(exist_ok=True)
+    try:
+        convert_authors_checkpoint(src, dst, kind=kind)
+    except BaseException:
+        if not any(cache.iterdir()):
+            cache.rmdir()
+        raise
+    for old in cache.glob(f"{src.stem}-*.safetensors"):
+        if old != dst and re.fullmatch(rf"{re.escape(src.stem)}-[0-9a-f]{{16}}\.safetensors", old.name):
+            old.unlink(missing_ok=True)
+    return dst

@@ -77,8 +77,9 @@ def _other_weight_file(kind: str, folder: Path) -> Path | None:
              if path.is_file() and path.suffix in AUTHORS_SUFFIXES + (".safetensors",)
              and (path.suffix != ".safetensors" or place != folder) and kind_of(path) == kind]
     if len(found) > 1:
-        raise WeightsNotFoundError(f"several {kind} files in {folder} ({', '.join(str(p) for p in found)}) and no "
-                                   f"{WEIGHT_FILES[kind]}: copy or link the one to use to {folder / WEIGHT_FILES[kind]}")
+        raise WeightsNotFoundError(f"several {kind} files in {folder} ({', '.join(str(p) for p in found)}) and "
+                                   f"no {WEIGHT_FILES[kind]}: copy or link the one to use to "
+                                   f"{folder / WEIGHT_FILES[kind]}")
     return found[0] if found else None
 
 

@@ -59,9 +59,39 @@ def files_of_kind(*kinds: str) -> list[str]:
     return [name for name in weight_files() if file_kind(find_weight(name)) in kinds]
 
 
-def _combo(name: str, kinds: tuple[str, ...], default: str, tooltip: str) -> io.Combo.Input:
-    options = files_of_kind(*kinds)
-    return io.Combo.Input(name, options=options, default=default if default in options else None, tooltip=tooltip)
+WEIGHTS_HOWTO = ("make them with `moda quickstart --out DIR` (small networks trained on the bundled clip) or `moda "
+                 "train`, convert the authors' checkpoints with `moda convert`, or fetch converted files with MODA "
+                 "Download Weights; then press R (refresh) in ComfyUI")
+
+
+def no_weights_choice(what: str) -> str:
+    """The one option of a loader with no file of its kind (an empty list shows 'undefined' in the frontend)."""
+    return f"(no {what} in models/moda)"
+
+
+def _combo(name: str, kinds: tuple[str, ...], default: str, tooltip: str, what: str) -> io.Combo.Input:
+    options = files_of_kind(*kinds) or [no_weights_choice(what)]
+    return io.Combo.Input(name, options=options, default=default if default in options else options[0],
+                          tooltip=tooltip)
+
+
+def validate_weights(display_name: str, input_name: str, name, kinds: tuple[str, ...], what: str) -> bool | str:
+    """A loader's ``validate_inputs``: True, or what is missing, where it goes and how to get it (instead of
+    ComfyUI's "Value not in list")."""
+    path = find_weight(name) if isinstance(name, str) and name.strip() else None
+    if path is None:
+        have = files_of_kind(*kinds)
+        problem = (f"no {what} in {model_dir()}" if not have or name == no_weights_choice(what) else
+                   f"{name!r} is not in {model_dir()} (found: {', '.join(have[:5])}{', ...' if len(have) > 5 else ''})")
+        return str(node_error(display_name, input_name, problem,
+                              f"pick one from the list, or put the file there: {WEIGHTS_HOWTO}" if have else
+                              f"put one there: {WEIGHTS_HOWTO}"))
+    kind = file_kind(path)
+    if kind not in kinds:
+        return str(node_error(display_name, input_name, f"{name!r} holds {f'a {kind} network' if kind else 'no MODA '
+                              'network'}, not a {what}", "pick a file of this kind (`moda info FILE` shows what a "
+                              "file holds)"))
+    return True
 
 
 # ---------------------------------------------------------------- loaders
@@ -75,7 +105,7 @@ def with_audio_encoder(moda: torch.nn.Module, encoder: torch.nn.Module) -> torch
 class _Loader(io.ComfyNode):
     """A loader node: one weight file of ``KIND`` from models/moda -> a cached :class:`LoadedNet`."""
 
-    DISPLAY_NAME = NODE_ID = KIND = DEFAULT_FILE = DESCRIPTION = WEIGHTS_HELP = ""
+    DISPLAY_NAME = NODE_ID = KIND = DEFAULT_FILE = DESCRIPTION = WEIGHTS_HELP = WHAT = ""   # WHAT: "MODA model file"
     FILE_KINDS: tuple[str, ...] = ()
     OUTPUT: tuple = ()                     # (socket type, name, display name, tooltip)
 
@@ -86,7 +116,7 @@ class _Loader(io.ComfyNode):
             node_id=cls.NODE_ID, display_name=cls.DISPLAY_NAME, category=CATEGORY, description=cls.DESCRIPTION,
             inputs=[_combo("weights", cls.FILE_KINDS, cls.DEFAULT_FILE,
                            f"{cls.WEIGHTS_HELP} in models/moda (listed by the kind stored in the file; refresh "
-                           "after adding files). Use MODA Download Weights or copy the file there."),
+                           "after adding files). Use MODA Download Weights or copy the file there.", cls.WHAT),
                     io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)],
             outputs=[socket.Output(name, display_name=display_name, tooltip=tooltip)],
         )
@@ -106,6 +136,11 @@ class _Loader(io.ComfyNode):
                              "(`moda info FILE` shows what a file holds) or download it again") from err
 
     @classmethod
+    def validate_inputs(cls, weights: str) -> bool | str:
+        """Missing or wrong weights get the pack's message, pinned on ``weights`` only."""
+        return validate_weights(cls.DISPLAY_NAME, "weights", weights, cls.FILE_KINDS, cls.WHAT)
+
+    @classmethod
     def fingerprint_inputs(cls, weights: str, precision: str):
         """Load again when the file is replaced (mtime and size; the model cache uses the same stamp)."""
         path = find_weight(weights)
@@ -117,7 +152,7 @@ class MODALoadMODAModel(_Loader):
     KIND, FILE_KINDS, DEFAULT_FILE = "moda", ("moda",), WEIGHT_FILES["moda"]
     DESCRIPTION = ("Loads the MODA speech-to-motion network (with its wav2vec2 audio encoder) from models/moda. One "
                    "file serves every subject. Loaded networks are kept between runs.")
-    WEIGHTS_HELP = "The MODA network file (e.g. moda.safetensors)"
+    WEIGHTS_HELP, WHAT = "The MODA network file (e.g. moda.safetensors)", "MODA model file"
     OUTPUT = (MODA_MODEL, "model", "model", "The MODA network; connect it to MODA Audio to Motion.")
 
 
@@ -126,7 +161,7 @@ class MODALoadFaCo(_Loader):
     KIND, FILE_KINDS, DEFAULT_FILE = "faco", ("faco",), WEIGHT_FILES["faco"]
     DESCRIPTION = ("Loads FaCo-Net, the facial composer that turns R's mouth and eye points into the dense 478-point "
                    "face, from models/moda. Loaded networks are kept between runs.")
-    WEIGHTS_HELP = "The FaCo-Net file (e.g. faco.safetensors)"
+    WEIGHTS_HELP, WHAT = "The FaCo-Net file (e.g. faco.safetensors)", "FaCo-Net file"
     OUTPUT = (MODA_FACO, "faco", "faco", "FaCo-Net; connect it to MODA Compose Face.")
 
 
@@ -136,6 +171,7 @@ class MODALoadRenderer(_Loader):
     DESCRIPTION = ("Loads a renderer (U-Net with temporal positional encoding) from models/moda. A renderer is "
                    "trained for one person; other faces come out as that person. Kept between runs.")
     WEIGHTS_HELP = "The renderer file (e.g. renderer.safetensors, or renderer/<person>.safetensors)"
+    WHAT = "renderer file"
     OUTPUT = (MODA_RENDERER, "renderer", "renderer", "The renderer; connect it to MODA Render.")
 
     @classmethod
@@ -153,6 +189,7 @@ class MODALoadAudioEncoder(_Loader):
                    "(Wav2Vec2Model or ...ForCTC keys; config.json next to it, else the wav2vec2-base-960h "
                    "architecture). Its width must match the MODA model's.")
     WEIGHTS_HELP = "A MODA file or a Hugging Face wav2vec2 model.safetensors"
+    WHAT = "MODA or wav2vec2 file"
     OUTPUT = (MODA_AUDIO_ENCODER, "audio_encoder", "audio encoder",
               "The wav2vec2 encoder; connect it to MODA Audio to Motion.")
 

@@ -147,16 +147,39 @@ def test_loaded_net_moves_to_the_compute_device_and_back(moda_pack, comfy_double
 def test_loader_errors(moda_nodes, moda_dir, comfy_dirs):
     node = moda_nodes["MODA_LoadRenderer"]
     folder = comfy_dirs.models / "moda"
-    with pytest.raises(ValueError, match=f"^MODA Load Renderer: input 'weights': weight file 'gone.safetensors' not "
-                                         f"found in {folder}, put it there"):
+    with pytest.raises(ValidationFailed) as missing:
         run_node(node, weights="gone.safetensors", precision="auto")
+    assert str(missing.value).startswith(f"MODA Load Renderer: input 'weights': 'gone.safetensors' is not in {folder} "
+                                         "(found: renderer.safetensors), pick one from the list, or put the file "
+                                         "there: make them with `moda quickstart --out DIR`")
+    with pytest.raises(ValidationFailed, match=r"^MODA Load Renderer: input 'weights': 'faco.safetensors' holds a "
+                                               r"faco network, not a renderer file, pick a file of this kind"):
+        run_node(node, weights="faco.safetensors", precision="auto")
     with pytest.raises(ValueError, match=r"^MODA Load Renderer: input 'weights': cannot load 'faco.safetensors': .*"
                                          "holds a faco network, expected renderer"):
-        run_node(node, weights="faco.safetensors", precision="auto")
+        node.execute(weights="faco.safetensors", precision="auto")       # replaced between validation and run
     with pytest.raises(ValueError, match="input 'precision': unknown option 'fp8'"):
         run_node(node, weights="renderer.safetensors", precision="fp8")
     assert fingerprint(node, weights="gone.safetensors", precision="auto") != \
         fingerprint(node, weights="gone.safetensors", precision="auto"), "missing file: NaN, always re-run"
+
+
+@pytest.mark.parametrize("node_id", LOADERS)
+def test_loader_without_weights_names_what_is_missing(moda_nodes, comfy_dirs, node_id):
+    """No file of the kind: one placeholder option (not an empty list, which the frontend shows as 'undefined'), and
+    the workflow's stored name gets the pack's message instead of ComfyUI's 'Value not in list'."""
+    node = moda_nodes[node_id]
+    what = node.WHAT
+    info = object_info(node)["input"]["required"]["weights"][1]
+    assert info["options"] == [f"(no {what} in models/moda)"] and info["default"] == info["options"][0]
+    for stored in ("moda.safetensors", info["options"][0]):
+        with pytest.raises(ValidationFailed) as failed:
+            run_node(node, weights=stored, precision="auto")
+        assert str(failed.value) == (
+            f"{node.DISPLAY_NAME}: input 'weights': no {what} in {comfy_dirs.models / 'moda'}, put one there: make "
+            "them with `moda quickstart --out DIR` (small networks trained on the bundled clip) or `moda train`, "
+            "convert the authors' checkpoints with `moda convert`, or fetch converted files with MODA Download "
+            "Weights; then press R (refresh) in ComfyUI")
 
 
 def test_audio_encoder_from_hugging_face_file(moda_nodes, moda_dir, tiny_weights):

@@ -8,7 +8,7 @@ import sys
 
 # modules under moda_core.cli, each with register(subparsers); heavy imports happen inside their run functions
 SUBCOMMAND_MODULES = ["info", "preview", "animate", "convert", "prepare", "edit", "bench", "evaluate", "train", "quickstart",
-                      "import_subject"]
+                      "import_subject", "download"]
 
 
 class HelpFormatter(argparse.HelpFormatter):
