@@ -1,6 +1,7 @@
 """`moda eval` on R files and videos with known answers."""
 import json
 
+import cv2
 import numpy as np
 import torch
 
@@ -77,3 +78,39 @@ def test_eval_sync_needs_a_video(tmp_path, capsys):
     _absolute_repr().save(tmp_path / "gen.npz")
     assert main(["eval", "--generated", str(tmp_path / "gen.npz"), "--syncnet", str(tmp_path / "w.model")]) == 2
     assert "--syncnet scores a video" in capsys.readouterr().err
+
+
+def test_eval_sharpness_and_landmark_follow_of_a_still_portrait(tmp_path, capsys, data_dir, monkeypatch):
+    """A still portrait 'rendered' at its own pose: its points are on target, its sharpness equals the real one's."""
+    from moda_core.preprocess import read_image, subject_from_photo
+
+    models = data_dir / "models"
+    subject, _ = subject_from_photo(data_dir / "portraits" / "macron.png", models_dir=models)
+    subject.save(tmp_path / "subject.safetensors")
+    frames = 4
+    zeros = lambda *shape: torch.zeros(1, frames, *shape)         # noqa: E731  offsets: the subject's own pose
+    TalkingRepr(mouth=zeros(40, 3), eyes=zeros(60, 3), head_pose=zeros(7), torso=zeros(18, 3), fps=25,
+                is_offset=True).save(tmp_path / "still.npz")
+    video = np.stack([subject.reference_image.numpy()] * frames)
+    with VideoWriter(tmp_path / "still.mp4", 25) as writer:
+        writer.write(video)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in video])
+    with VideoWriter(tmp_path / "blurred.mp4", 25) as writer:
+        writer.write(blurred)
+    common = ["--generated", str(tmp_path / "still.npz"), "--subject", str(tmp_path / "subject.safetensors"),
+              "--models", str(models), "--size", "512", "--format", "json", "--face-center", "canonical"]
+    assert main(["eval", *common, "--generated-video", str(tmp_path / "still.mp4"),
+                 "--reference-video", str(tmp_path / "still.mp4")]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}
+    assert rows["landmark follow"]["value"] < 1.5, rows["landmark follow"]
+    assert abs(rows["sharpness ratio"]["value"] - 1.0) < 1e-9
+    assert main(["eval", *common, "--generated-video", str(tmp_path / "blurred.mp4"),
+                 "--reference-video", str(tmp_path / "still.mp4")]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}
+    assert rows["sharpness ratio"]["value"] < 0.5
+    monkeypatch.setenv("MODA_MODELS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["eval", *common[:4], "--generated-video", str(tmp_path / "still.mp4"), "--format", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}
+    assert "needs both generated and reference frames" in rows["sharpness ratio"]["skipped"]
+    assert rows["landmark follow"]["skipped"].startswith("error:")            # no MediaPipe models given

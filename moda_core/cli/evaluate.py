@@ -12,13 +12,20 @@ def register(subparsers) -> None:
     parser.add_argument("--subject", type=Path, default=None, help="subject file (needed when an R holds offsets)")
     parser.add_argument("--generated-video", type=Path, default=None, help="generated video for image metrics")
     parser.add_argument("--reference-video", type=Path, default=None, help="reference video for image metrics")
-    parser.add_argument("--size", type=int, default=256, help="frames are resized to this square size (px)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="frames are resized to this square size (px); use 512 for the sharpness ratio of 512 "
+                             "px renders")
     parser.add_argument("--syncnet", type=Path, default=None,
                         help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync, Sync-D and Sync offset "
                              "of --generated-video with its own audio track or --audio")
     parser.add_argument("--audio", type=Path, default=None, help="audio for Sync (default: the generated video's)")
     parser.add_argument("--models", type=Path, default=None,
-                        help="folder with the MediaPipe face_landmarker.task (face boxes for Sync)")
+                        help="folder with the MediaPipe face_landmarker.task (faces for Sync, sharpness ratio and "
+                             "landmark follow)")
+    parser.add_argument("--face-center", choices=["authors", "canonical"], default="authors",
+                        help="face centre the generated video was rendered with (as the renderer file records; "
+                             "quickstart renderers: canonical): where --generated's points are placed for the "
+                             "landmark-follow error of --generated-video")
     parser.add_argument("--device", default="cpu", help="torch device for SyncNet, e.g. cpu or cuda")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
@@ -69,17 +76,24 @@ def run(args: argparse.Namespace) -> int:
     generated = TalkingRepr.load(args.generated) if args.generated else None
     reference = TalkingRepr.load(args.reference) if args.reference else None
     subject = Subject.load(args.subject) if args.subject else None
-    generated_frames = reference_frames = None
-    if args.generated_video is not None and args.reference_video is not None:
+    generated_frames = reference_frames = fps = None
+    if args.generated_video is not None and (args.reference_video is not None or generated is not None):
         generated_frames, fps = read_video_frames(args.generated_video, args.size)
+    if generated_frames is not None and args.reference_video is not None:
         reference_frames, _ = read_video_frames(args.reference_video, args.size, fps)
         count = min(len(generated_frames), len(reference_frames))
         generated_frames, reference_frames = generated_frames[:count], reference_frames[:count]
     if generated is not None and reference is not None and generated.num_frames != reference.num_frames:
         count = min(generated.num_frames, reference.num_frames)
         generated, reference = generated.slice_time(0, count), reference.slice_time(0, count)
+    if generated_frames is not None and generated is not None and generated.num_frames != len(generated_frames):
+        count = min(generated.num_frames, len(generated_frames))      # a video may end a frame early
+        generated, generated_frames = generated.slice_time(0, count), generated_frames[:count]
+        reference_frames = None if reference_frames is None else reference_frames[:count]
+        reference = None if reference is None else reference.slice_time(0, min(count, reference.num_frames))
     report = evaluate(generated, reference, subject=subject, generated_frames=generated_frames,
-                      reference_frames=reference_frames, sync_rows=sync_rows(args))
+                      reference_frames=reference_frames, sync_rows=sync_rows(args), fps=fps, models_dir=args.models,
+                      face_center=args.face_center)
     text = {"text": report.to_text, "markdown": report.to_markdown, "json": report.to_json}[args.format]()
     print(text)
     if args.out is not None:
