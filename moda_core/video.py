@@ -15,6 +15,15 @@ import torch
 
 from moda_core.fileio import commit, temp_beside
 
+# AAC sample rates kept as they are; any other input rate (e.g. the models' 16 kHz) is encoded at 48 kHz
+KEPT_AUDIO_RATES = (44100, 48000)
+OUTPUT_AUDIO_RATE = 48000
+
+
+def output_audio_rate(rate: int) -> int:
+    """The rate the mp4's AAC track gets for audio given at ``rate`` Hz."""
+    return int(rate) if int(rate) in KEPT_AUDIO_RATES else OUTPUT_AUDIO_RATE
+
 
 def _to_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     """[T, H, W, 3] float 0..1 or uint8 -> uint8 numpy."""
@@ -29,11 +38,18 @@ def _to_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     return frames
 
 
+def _audio_layout(wave: np.ndarray) -> str:
+    """mono for ``[N]``, ``[1, N]`` and more than two channels (down-mixed), else stereo."""
+    wave = np.asarray(wave)
+    return "stereo" if wave.ndim == 2 and wave.shape[0] == 2 else "mono"
+
+
 class VideoWriter:
     """``with VideoWriter(path, fps, audio=(wave, rate)) as w: w.write(frames)``.
 
     ``frames``: ``[T, H, W, 3]`` RGB, float in 0..1 or uint8, any number per call. ``audio``: mono or
-    ``[C, N]`` float waveform in -1..1 and its sample rate; it is trimmed to the video's duration on close.
+    ``[C, N]`` float waveform in -1..1 and its sample rate; it is trimmed to the video's duration on close and
+    encoded as AAC at 44.1 or 48 kHz (kept) or else resampled to 48 kHz (:func:`output_audio_rate`).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, audio: tuple[np.ndarray, int] | None = None,
@@ -73,7 +89,8 @@ class VideoWriter:
         self._video.pix_fmt = "yuv420p"
         self._video.options = {"crf": str(self.crf), "preset": self.preset}
         if self.audio is not None:
-            self._audio_stream = self._container.add_stream("aac", rate=int(self.audio[1]))
+            self._audio_stream = self._container.add_stream("aac", rate=output_audio_rate(self.audio[1]),
+                                                            layout=_audio_layout(self.audio[0]))
             self._audio_stream.bit_rate = 128_000
 
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
@@ -103,10 +120,11 @@ class VideoWriter:
         if wave.shape[0] > 2:
             wave = wave.mean(0, keepdims=True)
         wave = wave[:, : int(round(self.frames_written / float(self.fps) * rate))]
-        layout = "mono" if wave.shape[0] == 1 else "stereo"
+        layout = _audio_layout(wave)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave), format="fltp", layout=layout)
         frame.sample_rate = int(rate)
-        resampler = av.AudioResampler(format=self._audio_stream.format.name, layout=layout, rate=int(rate))
+        resampler = av.AudioResampler(format=self._audio_stream.format.name, layout=layout,
+                                      rate=output_audio_rate(rate))
         for resampled in resampler.resample(frame) + resampler.resample(None):
             self._container.mux(self._audio_stream.encode(resampled))
         self._container.mux(self._audio_stream.encode(None))

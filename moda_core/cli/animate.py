@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from moda_core.cli.checks import (ArgumentError, check_device, check_input_file, check_input_folder,
+                                  check_output_file, check_output_folder)
 from moda_core.cli.progress import StageProgress
+
+# the paper's video size; smaller renderers (e.g. the quickstart's 256 px) are upscaled to it
+DEFAULT_OUTPUT_SIZE = 512
 
 
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +23,10 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="renderer precision (bf16 is fast on recent CPUs and GPUs)")
     parser.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch")
-    parser.add_argument("--output-size", type=int, default=None, help="output frame size in px (default: renderer's)")
+    parser.add_argument("--output-size", type=int, default=DEFAULT_OUTPUT_SIZE,
+                        help=f"output frame size in px (default {DEFAULT_OUTPUT_SIZE}, the paper's: a smaller "
+                             "renderer's frames are upscaled; 0: the renderer's own size; ignored with --paste-back "
+                             "and --layout debug)")
     parser.add_argument("--paste-back", action="store_true", help="paste the render back into the source photo")
     parser.add_argument("--layout", choices=["render", "debug"], default="render",
                         help="debug: [render | reference | condition] side by side like the authors' output")
@@ -36,6 +45,9 @@ def register(subparsers) -> None:
     source = animate.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", type=Path, help="portrait photo")
     source.add_argument("--subject", type=Path, help="subject .safetensors (from `moda prepare`)")
+    animate.add_argument("--face-index", type=int, default=None,
+                         help="with --image: which face when there are several, numbered left to right from 0 "
+                              "(default: the largest)")
     animate.add_argument("--audio", type=Path, required=True, help="speech audio (wav, mp3, m4a, video...)")
     animate.add_argument("--seed", type=int, default=0, help="seed of the probabilistic branch")
     animate.add_argument("--samples", type=int, default=None,
@@ -66,7 +78,7 @@ def register(subparsers) -> None:
 def _options(args, **extra):
     from moda_core.pipeline import AnimateOptions
 
-    return AnimateOptions(precision=args.precision, batch_size=args.batch_size, output_size=args.output_size,
+    return AnimateOptions(precision=args.precision, batch_size=args.batch_size, output_size=args.output_size or None,
                           paste_back=args.paste_back, layout=args.layout,
                           face_center=None if args.face_center_y is None else (256.0, args.face_center_y, 128.0),
                           **extra)
@@ -79,10 +91,15 @@ def load_subject(args, progress: StageProgress):
     if getattr(args, "image", None) is not None:
         from moda_core.preprocess import subject_from_photo
 
+        face_index = getattr(args, "face_index", None)
         with progress.stage("subject", 1):
-            subject, diagnostics = subject_from_photo(args.image, models_dir=args.models, name=args.image.stem)
+            try:
+                subject, diagnostics = subject_from_photo(args.image, models_dir=args.models, name=args.image.stem,
+                                                          face_index=face_index)
+            except ValueError as err:
+                raise ArgumentError(str(err).replace("face_index", "--face-index")) from None
         for warning in getattr(diagnostics, "warnings", []):
-            print(f"moda: warning: {warning}")
+            print(f"moda: warning: {warning.replace('face_index', '--face-index')}", file=sys.stderr)
         return subject
     return Subject.load(args.subject)
 
@@ -97,18 +114,35 @@ def stage_saver(args):
 
 
 def check_output(path: Path) -> None:
-    """``--out`` must be an .mp4; its folder is created."""
-    if path.suffix.lower() != ".mp4":
-        raise ValueError(f"--out must end in .mp4, got {path}")
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True)
+    """``--out`` must be an .mp4; its folder is created and must take a real write."""
+    check_output_file(path, "--out", (".mp4",))
+
+
+def check_render_args(args) -> None:
+    """Everything ``animate``/``render`` can check before heavy imports and work: file names, inputs, output
+    folders (a real write), numbers; the device last (it imports torch)."""
+    check_output(args.out)
+    check_output_file(getattr(args, "save_repr", None), "--save-repr", (".safetensors", ".npz"))
+    for option in ("image", "subject", "audio", "repr", "noise"):
+        check_input_file(getattr(args, option, None), f"--{option}")
+    check_input_folder(args.weights, "--weights")
+    check_input_folder(args.models, "--models")
+    check_output_folder(args.save_condition, "--save-condition")
+    check_output_folder(args.save_frames, "--save-frames")
+    if args.output_size and (args.output_size < 16 or args.output_size % 2):
+        raise ArgumentError(f"--output-size must be an even number >= 16 (or 0), got {args.output_size}")
+    if args.batch_size < 1:
+        raise ArgumentError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if getattr(args, "face_index", None) is not None and args.image is None:
+        raise ArgumentError("--face-index picks a face in --image; a --subject already holds one face")
+    check_device(args.device)
 
 
 def run_animate(args) -> int:
+    check_render_args(args)
     from moda_core.pipeline import MODAModels, animate
     from moda_core.preprocess import load_audio
 
-    check_output(args.out)
     started = time.perf_counter()
     progress = StageProgress()
     noise = None
@@ -118,11 +152,13 @@ def run_animate(args) -> int:
     samples = args.samples if args.samples is not None else (noise.num_samples if noise is not None else 1)
     subject = load_subject(args, progress)
     wave, _ = load_audio(args.audio)
+    source_audio = load_audio(args.audio, target_rate=None)       # muxed at its own rate, not the models' 16 kHz
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
     with progress:
-        result = animate(models, wave, subject, args.out, options, progress=progress, on_batch=stage_saver(args))
+        result = animate(models, wave, subject, args.out, options, progress=progress, on_batch=stage_saver(args),
+                         mux_audio=source_audio)
     if args.save_repr is not None:
         result.repr.save(args.save_repr)
     print(f"moda animate: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
@@ -131,18 +167,19 @@ def run_animate(args) -> int:
 
 
 def run_render(args) -> int:
+    check_render_args(args)
     from moda_core.pipeline import MODAModels, animate
     from moda_core.repr import TalkingRepr
     from moda_core.subject import Subject
 
-    check_output(args.out)
     started = time.perf_counter()
     r = TalkingRepr.load(args.repr)
     subject = Subject.load(args.subject)
-    wave = []
+    wave, source_audio = [], None
     if args.audio is not None:
         from moda_core.preprocess import load_audio
         wave, _ = load_audio(args.audio)
+        source_audio = load_audio(args.audio, target_rate=None)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
     if r.face is None:
         from moda_core.pipeline import compose_face
@@ -151,6 +188,7 @@ def run_render(args) -> int:
     with progress:
         options = _options(args, fps=r.fps, num_samples=max(r.num_samples, args.sample + 1), sample=args.sample)
         result = animate(models, wave, subject, args.out, options, repr_override=r, progress=progress,
+                         mux_audio=source_audio,
                          on_batch=stage_saver(args))
     print(f"moda render: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
           f"in {time.perf_counter() - started:.1f} s")

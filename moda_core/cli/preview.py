@@ -15,6 +15,9 @@ def register(subparsers) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", type=Path, help="portrait photo (a subject is prepared from it)")
     source.add_argument("--subject", type=Path, help="subject .safetensors")
+    parser.add_argument("--face-index", type=int, default=None,
+                        help="with --image: which face when there are several, numbered left to right from 0 "
+                             "(default: the largest)")
     parser.add_argument("--repr", type=Path, default=None,
                         help="R file to draw; default: a loudness-driven preview motion of the audio")
     parser.add_argument("--audio", type=Path, default=None, help="audio to drive the preview and to mux")
@@ -29,16 +32,25 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from moda_core.cli.animate import check_output, load_subject
+    from moda_core.cli.checks import ArgumentError, check_input_file, check_input_folder, check_output_file
+
+    check_output(args.out)
+    check_output_file(args.save_subject, "--save-subject", (".safetensors",))
+    for option in ("image", "subject", "repr", "audio"):
+        check_input_file(getattr(args, option), f"--{option}")
+    check_input_folder(args.models, "--models")
+    if args.face_index is not None and args.image is None:
+        raise ArgumentError("--face-index picks a face in --image; a --subject already holds one face")
+
     import torch
 
-    from moda_core.cli.animate import check_output, load_subject
     from moda_core.cli.progress import StageProgress
     from moda_core.pipeline import condition_batches
     from moda_core.preview import loudness_envelope, loudness_motion
     from moda_core.repr import TalkingRepr
     from moda_core.video import VideoWriter
 
-    check_output(args.out)
     started = time.perf_counter()
     progress = StageProgress()
     subject = load_subject(args, progress)
@@ -49,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         from moda_core.preprocess import load_audio
 
         wave, rate = load_audio(args.audio)
+        source_audio = load_audio(args.audio, target_rate=None)    # muxed at its own rate
     if args.repr is not None:
         r = TalkingRepr.load(args.repr)
     else:
@@ -57,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         level = loudness_envelope(wave, rate, args.fps, frames) if wave is not None else None
         r = loudness_motion(subject, frames, args.fps, level)
     reference = subject.reference_float()
-    with progress, VideoWriter(args.out, r.fps, audio=None if wave is None else (wave, rate)) as out:
+    with progress, VideoWriter(args.out, r.fps, audio=None if wave is None else source_audio) as out:
         for start, images in condition_batches(r, subject, sample=args.sample, batch_size=16):
             if args.side_by_side:
                 images = torch.cat([reference.expand_as(images), images], dim=2)

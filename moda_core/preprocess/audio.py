@@ -18,17 +18,28 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from moda_core.preprocess.errors import PreprocessError
+from moda_core.preprocess.errors import PreprocessError, ffmpeg_message
 
 AUDIO_RATE = 16000
+
+
+def _decode_advice(name: str) -> str:
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".mp4", ".mov", ".mkv", ".webm"):
+        return (f"The file is damaged or not really {suffix[1:]} (maybe renamed): open it in an audio editor and "
+                "export it again (e.g. 16-bit PCM wav).")
+    return "Convert it to wav, mp3 or m4a."
 
 
 def _describe(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<audio stream>")
 
 
-def load_audio(source: str | os.PathLike | BinaryIO, target_rate: int = AUDIO_RATE) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of a file -> (float32 ``[N]`` mono in -1..1, ``target_rate``)."""
+def load_audio(source: str | os.PathLike | BinaryIO,
+               target_rate: int | None = AUDIO_RATE) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of a file -> (float32 ``[N]`` mono in -1..1, ``target_rate``).
+
+    ``target_rate=None`` keeps the file's own rate (e.g. for muxing the original sound into a video)."""
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
         raise PreprocessError(f"audio file not found: {name}")
@@ -37,6 +48,7 @@ def load_audio(source: str | os.PathLike | BinaryIO, target_rate: int = AUDIO_RA
             if not container.streams.audio:
                 raise PreprocessError(f"{name} has no audio track; give a file with sound (wav, mp3, m4a, or a "
                                       "video with an audio track)")
+            target_rate = target_rate or container.streams.audio[0].rate
             resampler = av.AudioResampler(format="fltp", rate=target_rate)
             chunks = []
             for frame in container.decode(audio=0):
@@ -45,7 +57,8 @@ def load_audio(source: str | os.PathLike | BinaryIO, target_rate: int = AUDIO_RA
     except PreprocessError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as err:
-        raise PreprocessError(f"cannot decode audio from {name}: {err}. Convert it to wav, mp3 or m4a.") from err
+        raise PreprocessError(f"cannot decode audio from {name}: {ffmpeg_message(err)}. "
+                              f"{_decode_advice(name)}") from err
     if not chunks:
         raise PreprocessError(f"{name} contains no audio samples")
     waveform = np.concatenate(chunks, axis=1)                       # [C, N] planar float

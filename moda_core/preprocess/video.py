@@ -14,7 +14,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from moda_core.preprocess.errors import PreprocessError
+from moda_core.preprocess.errors import PreprocessError, ffmpeg_message
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ def _open(path: Path):
     try:
         container = av.open(os.fspath(path))
     except (av.error.FFmpegError, OSError) as err:
-        raise PreprocessError(f"cannot open video {path}: {err}. Convert it to mp4 (H.264).") from err
+        advice = ("The file is damaged or not really mp4 (maybe renamed): export it again as mp4 (H.264)."
+                  if path.suffix.lower() == ".mp4" else "Convert it to mp4 (H.264).")
+        raise PreprocessError(f"cannot open video {path}: {ffmpeg_message(err)}. {advice}") from err
     if not container.streams.video:
         container.close()
         raise PreprocessError(f"{path} has no video stream")
@@ -101,6 +103,6 @@ def read_frames(path: str | os.PathLike, fps: float,
             if k < total:
                 rgb = _rgb(previous[2])
         except av.error.FFmpegError as err:
-            raise PreprocessError(f"cannot decode video {path} (frame {k}): {err}") from err
+            raise PreprocessError(f"cannot decode video {path} (frame {k}): {ffmpeg_message(err)}") from err
         for k in range(k, total):
             yield k, previous[1], rgb
