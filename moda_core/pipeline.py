@@ -208,7 +208,7 @@ def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, s
     ``noise``: a recorded VAE draw (:mod:`moda_core.recorded_noise`: per 20 s window ``[num_samples, frames,
     latent]``, or a noise file) replayed instead of seeded sampling; ``seed`` is then unused.
     """
-    from moda_core.models.moda import generate_motion
+    from moda_core.models.moda import generate_motion, motion_windows
 
     wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32)).reshape(-1)
     if frames_for_samples(wave.numel(), fps) < 1:
@@ -218,22 +218,19 @@ def predict_motion(moda: torch.nn.Module, waveform: np.ndarray | torch.Tensor, s
     style = subject.style_vector().to(device)
     if noise is not None:
         noise = as_recorded_noise(noise)
-        noise.check(num_samples, moda.config.hidden_size)
+        windows, _ = motion_windows(wave.numel(), fps, frame_count=frame_count)
+        noise.check(num_samples, moda.config.hidden_size, [window.frames for window in windows])
     samples = []
     for index in range(num_samples):
         generator = torch.Generator().manual_seed(seed + index)
-        windows_used = []
 
-        def report(done: int, windows: int, index: int = index, used: list = windows_used) -> None:
-            used.append(windows)
+        def report(done: int, windows: int, index: int = index) -> None:
             if progress:                                   # per 20 s window, so long audio can be cancelled
                 progress("motion", index * windows + done, num_samples * windows)
 
         samples.append(generate_motion(moda, inputs, style, fps=fps, generator=generator, blend=window_blend,
                                        frame_count=frame_count, on_window=report,
                                        noise_fn=None if noise is None else noise.window_noise(index)))
-        if noise is not None:
-            noise.check_all_used(windows_used[-1])
 
     meta = ({"noise": Path(noise.source).name} if noise is not None else
             {"seeds": ",".join(str(seed + i) for i in range(num_samples))})

@@ -87,22 +87,28 @@ class RecordedNoise:
         from safetensors.torch import save_file
 
         path = Path(path)
-        tensors = {f"{KEY_PREFIX}{i}": w.contiguous() for i, w in enumerate(self.windows)}
+        tensors = {f"{KEY_PREFIX}{i}": w.clone().contiguous() for i, w in enumerate(self.windows)}
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "moda-noise"}))
 
     # ---------------------------------------------------------------- replay
-    def check(self, num_samples: int, latent_size: int) -> None:
-        """Fail early when the file cannot serve ``num_samples`` samples of a model with this latent size."""
+    def check(self, num_samples: int, latent_size: int, window_frames: Sequence[int] | None = None) -> None:
+        """Fail before any work when the file cannot serve ``num_samples`` samples of a model with this latent
+        size, or (given the audio's frames per window) does not match the audio's windows."""
         if self.num_samples != num_samples:
             raise NoiseFileError(f"{self.source}: holds {self.num_samples} sample(s) per window but {num_samples} "
                                  f"motion sample(s) were requested; ask for {self.num_samples}")
         if self.latent_size != latent_size:
             raise NoiseFileError(f"{self.source}: latent size {self.latent_size}, but this MODA model draws "
                                  f"{latent_size} values per frame; the file was recorded with another model")
+        if window_frames is not None and list(window_frames) != self.window_frames():
+            raise NoiseFileError(f"{self.source}: holds {self.num_windows} window(s) of {self.window_frames()} "
+                                 f"frames, but this audio has {len(window_frames)} window(s) of "
+                                 f"{list(window_frames)} frames; the file was recorded for other audio (or another "
+                                 f"frame_count rule)")
 
     def window_noise(self, sample: int):
         """``noise_fn(window_index, frames) -> [1, frames, latent]`` for ``generate_motion``, checking each window
-        against the audio (frames per window and window count)."""
+        it is asked for (frames, and that the file has it)."""
         def noise_fn(window: int, frames: int) -> torch.Tensor:
             if window >= self.num_windows:
                 raise NoiseFileError(f"{self.source}: holds {self.num_windows} window(s) of noise but this audio "
@@ -116,12 +122,6 @@ class RecordedNoise:
             return stored[sample:sample + 1]
 
         return noise_fn
-
-    def check_all_used(self, windows_used: int) -> None:
-        if windows_used != self.num_windows:
-            raise NoiseFileError(f"{self.source}: holds {self.num_windows} window(s) of noise but this audio has "
-                                 f"{windows_used}; the file was recorded for other audio (frames per window: "
-                                 f"{self.window_frames()})")
 
 
 def as_recorded_noise(noise: "RecordedNoise | Sequence[torch.Tensor] | str | os.PathLike") -> RecordedNoise:

@@ -88,9 +88,9 @@ def validate_weights(display_name: str, input_name: str, name, kinds: tuple[str,
                               f"put one there: {WEIGHTS_HOWTO}"))
     kind = file_kind(path)
     if kind not in kinds:
-        return str(node_error(display_name, input_name, f"{name!r} holds {f'a {kind} network' if kind else 'no MODA '
-                              'network'}, not a {what}", "pick a file of this kind (`moda info FILE` shows what a "
-                              "file holds)"))
+        holds = f"a {kind} network" if kind else "no MODA network"
+        return str(node_error(display_name, input_name, f"{name!r} holds {holds}, not a {what}",
+                              "pick a file of this kind (`moda info FILE` shows what a file holds)"))
     return True
 
 
