@@ -48,7 +48,8 @@ class WarpConfig:
     mouth_open_threshold: float = 0.02       # lip gap / mouth width beyond the reference before filling
     mouth_fill_ramp: float = 0.06            # extra opening over which the interior fades in
     mouth_feather: float = 1.5               # px of soft edge of the mouth interior
-    teeth: bool = True
+    teeth: bool = True                       # synthetic upper teeth when the reference mouth is closed
+    open_reference: float = 0.06             # lip gap / mouth width above which the reference mouth counts as open
     eye_close_start: float = 0.35            # eye closure (1 - opening / reference opening) where lids appear
     eye_close_full: float = 0.75             # closure where the lid covers the eye completely
     eye_feather: float = 1.5
@@ -165,7 +166,7 @@ class WarpRenderer:
         centre = oval.mean(0)
         chin_y, top_y = oval[:, 1].max(), oval[:, 1].min()
         rings, weights = [], []
-        margin = 2.0 * self.scale
+        margin = 0.06 * size                  # room for head motion before a ring point meets the fixed border
         keep_away = 0.04 * size
         for factor in self.config.ring_scales:
             ring = centre + factor * (oval - centre)
@@ -190,9 +191,20 @@ class WarpRenderer:
                                  [[low, low], [high, low], [low, high], [high, high]]])
         self.border = np.unique(border, axis=0)
 
+        # an open reference mouth: what lies inside moves with the lip it belongs to (upper / lower half), the
+        # band between the halves opens up and is painted as the mouth interior
+        upper, lower = face[list(INNER_LIP_UPPER[1:-1])], face[list(INNER_LIP_LOWER[1:-1])]
+        self.mouth_half_gap = (lower - upper) / 2                               # [9, 2]
+        gap = 2 * np.linalg.norm(self.mouth_half_gap, axis=-1)
+        self.mid_used = gap > 3.0 * self.scale
+        middle = (upper + lower) / 2
+        split = 0.02 * self.mouth_half_gap
+        mid_source = np.concatenate([(middle - split)[self.mid_used], (middle + split)[self.mid_used]])
+
         self.n_face, self.n_torso = NUM_FACE_POINTS, NUM_TORSO_POINTS
+        self.n_mid = len(mid_source)
         self.n_ring = len(self.ring_source)
-        self.source = np.concatenate([face, torso, self.ring_source, self.border])
+        self.source = np.concatenate([face, torso, mid_source, self.ring_source, self.border])
         triangles = Delaunay(self.source).simplices.astype(np.int64)
         area = signed_areas(self.source, triangles)
         flip = area < 0
@@ -200,18 +212,20 @@ class WarpRenderer:
         self.triangles = triangles
         self.source_area = np.abs(area)
 
-        hole_sets = [set(inner_lip_loop().tolist())]
+        mid_ids = range(self.n_face + self.n_torso, self.n_face + self.n_torso + self.n_mid)
+        hole_sets = [set(inner_lip_loop().tolist()) | set(mid_ids)]
         for side in EYES:
             hole_sets.append(set(eye_loop(side).tolist()) | set(EYES[side][4]))
         tri_list = triangles.tolist()
-        self.hole = np.array([any(set(t) <= h for h in hole_sets) for t in tri_list], dtype=bool)
+        self.hole = np.array([any(set(t) <= h for h in hole_sets) or any(v in mid_ids for v in t)
+                              for t in tri_list], dtype=bool)
         # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
         self.checked = ~self.hole & (self.source_area > 0.5 * self.scale ** 2)
         # draw holes first so real skin wins where they overlap
         order = np.argsort(~self.hole, kind="stable")
         self.draw_order = order
         self.stable_face = non_semantic_indices()
-        n_fixed_start = self.n_face + self.n_torso + self.n_ring
+        n_fixed_start = self.n_face + self.n_torso + self.n_mid + self.n_ring
         self.fixed = np.zeros(len(self.source), dtype=bool)
         self.fixed[n_fixed_start:] = True
 
@@ -291,26 +305,45 @@ class WarpRenderer:
         w = self.ring_head_weight[None, :, None]
         ring = w * ring_head + (1 - w) * ring_body
         border = np.broadcast_to(self.border, (batch, *self.border.shape))
-        target = np.concatenate([face, torso, ring, border], 1)
+        mid_up, mid_low = self.mouth_midline(face)
+        used = self.mid_used
+        mid = np.concatenate([mid_up[:, used], mid_low[:, used]], 1)
+        target = np.concatenate([face, torso, mid, ring, border], 1)
         # fallback positions: the face and rings move rigidly with the head, the torso with its fit
-        rigid = np.concatenate([_apply(head, self.source_face), _apply(body, self.source_torso), ring, border], 1)
+        rigid_face = _apply(head, self.source_face)
+        rigid_mid = np.concatenate([x[:, used] for x in self.mouth_midline(rigid_face)], 1)
+        rigid = np.concatenate([rigid_face, _apply(body, self.source_torso), rigid_mid, ring, border], 1)
         return target, rigid
+
+    def mouth_midline(self, face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the reference mouth's middle goes with the upper and with the lower lip, ``[B, 9, 2]`` each: the
+        interior keeps its distance to its lip while the mouth opens, and shrinks evenly while it closes."""
+        upper, lower = face[:, list(INNER_LIP_UPPER[1:-1])], face[:, list(INNER_LIP_LOWER[1:-1])]
+        gap = np.linalg.norm(lower - upper, axis=-1)
+        source_gap = 2 * np.linalg.norm(self.mouth_half_gap, axis=-1)
+        keep = np.minimum(1.0, gap / np.maximum(source_gap, 1e-6))[..., None]
+        split = 0.98 * keep * self.mouth_half_gap
+        return upper + split, lower - split
 
     def _flipped(self, points: np.ndarray) -> np.ndarray:
         return (signed_areas(points, self.triangles) <= 0) & self.checked
 
     def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
+        """Vertices of flipping triangles are pulled toward the rigid motion, then (if still flipping, e.g. a ring
+        point pushed past the fixed border) toward their place in the reference; only the offenders move."""
         out = target.copy()
+        steps = self.config.max_regularise_steps
         for b in range(out.shape[0]):
             points = out[b]
             flipped = self._flipped(points)
-            step = 0
-            while flipped.any() and step < self.config.max_regularise_steps:
-                verts = np.unique(self.triangles[flipped])
-                pull = 1.0 if step == self.config.max_regularise_steps - 1 else 0.5
-                points[verts] += pull * (rigid[b, verts] - points[verts])
-                flipped = self._flipped(points)
-                step += 1
+            for goal in (rigid[b], self.source):
+                step = 0
+                while flipped.any() and step < steps:
+                    verts = np.unique(self.triangles[flipped])
+                    pull = 1.0 if step == steps - 1 else 0.5
+                    points[verts] += pull * (goal[verts] - points[verts])
+                    flipped = self._flipped(points)
+                    step += 1
             damp = 0
             while flipped.any() and damp < 12:            # last resort: less motion, never a fold
                 points[:] = self.source + 0.7 * (points - self.source)
@@ -400,7 +433,11 @@ class WarpRenderer:
         strength = self.mouth_fill_strength(opening)
         if strength <= 0:
             return
-        polygon = face[inner_lip_loop()]
+        mid_up, mid_low = (x[0] for x in self.mouth_midline(face[None]))
+        corners = face[list(MOUTH_CORNERS)]
+        upper_line = np.concatenate([corners[:1], mid_up, corners[1:]])
+        lower_line = np.concatenate([corners[:1], mid_low, corners[1:]])
+        polygon = np.concatenate([upper_line, lower_line[-2:0:-1]])
         feather = self.config.mouth_feather * self.scale
         roi = self._roi(polygon, 3 * feather + 2)
         if roi is None:
@@ -417,16 +454,16 @@ class WarpRenderer:
         u = (rel_x * e_u[0] + rel_y * e_u[1]) / width                      # 0 at one corner, 1 at the other
         w = rel_x * e_v[0] + rel_y * e_v[1]
 
-        def curve(indices):
-            p = face[list(indices)] - left
+        def curve(points):
+            p = points - left
             cu, cw = p @ e_u / width, p @ e_v
             order = np.argsort(cu)
             return np.interp(u, cu[order], cw[order])
 
-        upper, lower = curve(INNER_LIP_UPPER), curve(INNER_LIP_LOWER)
+        upper, lower = curve(upper_line), curve(lower_line)
         gap = np.maximum(lower - upper, 1e-3)
-        v = np.clip((w - upper) / gap, 0.0, 1.0)                           # 0 at the upper lip, 1 at the lower
-        gap_px = float(np.linalg.norm(face[LIP_GAP[0]] - face[LIP_GAP[1]]))
+        v = np.clip((w - upper) / gap, 0.0, 1.0)                           # 0 at the upper edge, 1 at the lower
+        gap_px = float(np.linalg.norm(mid_up[4] - mid_low[4]))
         lip = self.lip_colour
         throat = np.clip(lip * 0.22, 0.02, 1.0)
         # darker deep inside, a little lighter toward the lips
@@ -438,7 +475,8 @@ class WarpRenderer:
         tongue_alpha = np.clip((1.0 - tongue) * 3.0, 0.0, 1.0)[..., None]
         tongue_colour = np.clip(lip * np.array([0.85, 0.62, 0.62]) + 0.04, 0, 1)
         colour = colour * (1 - tongue_alpha) + tongue_colour * tongue_alpha * (0.75 + 0.25 * v[..., None])
-        if self.config.teeth:
+        teeth_weight = 1.0 - np.clip(self.mouth_open_src / self.config.open_reference, 0.0, 1.0)
+        if self.config.teeth and teeth_weight > 0:
             teeth_px = min(0.35 * gap_px, 0.11 * width)
             teeth_v = teeth_px / gap
             corner = np.clip(np.abs(2.0 * u - 1.0), 0.0, 1.0)
@@ -448,6 +486,7 @@ class WarpRenderer:
                                    0, 0.95)
             edge = np.clip((teeth_v - v * 1.0) * gap / max(0.8 * self.scale, 0.5), 0.0, 1.0)[..., None]
             teeth = teeth_colour * shade * tooth_lines[..., None]
+            edge = edge * teeth_weight
             colour = colour * (1 - edge) + teeth * edge
         region = frame[y0:y1, x0:x1]
         region += mask[..., None] * (colour.astype(np.float32) - region)
