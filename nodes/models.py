@@ -1,4 +1,5 @@
-"""Weights: download from the Hugging Face Hub into models/moda, and the loaders of the four networks.
+"""Weights: download (the authors' release or a Hugging Face repo) into models/moda, and the loaders of the four
+networks (which also take the authors' .pkl/.pth checkpoints, converted once and cached beside them).
 
 Everything lives in ``<ComfyUI>/models/moda`` (registered as the ``moda`` model folder, so
 ``extra_model_paths.yaml`` can add more): ``moda.safetensors``, ``faco.safetensors``, ``renderer.safetensors``
@@ -7,16 +8,15 @@ Everything lives in ``<ComfyUI>/models/moda`` (registered as the ``moda`` model 
 """
 from __future__ import annotations
 
-import concurrent.futures
 import copy
-import os
 import re
 
 import torch
 from comfy_api.latest import io, ui
 from safetensors import SafetensorError
 
-from moda_core.checkpoints import load_audio_encoder, load_model
+from moda_core.checkpoints import (AUTHORS_SUFFIXES, authors_file_kind, converted_copy, load_audio_encoder,
+                                   load_model)
 from moda_core.render_settings import RenderSettings
 from moda_core.pipeline import WEIGHT_FILES
 
@@ -39,13 +39,15 @@ register_model_folder()
 
 PRECISION_TOOLTIP = ("Weights and compute precision. auto: bf16 or fp16 where ComfyUI says the GPU runs it well, "
                      "else fp32 (always fp32 on the CPU). bf16/fp16 halve the memory and speed up recent GPUs.")
-HUB_PERMILLE = 1000                      # progress steps per downloaded file
 _WAV2VEC2_KEY = "feature_extractor.conv_layers.0.conv.weight"
 
 
 # ---------------------------------------------------------------- file kinds
 def file_kind(path: str) -> str | None:
-    """``moda``/``faco``/``renderer``/... for our files, ``wav2vec2`` for a Hugging Face wav2vec2 file, else None."""
+    """``moda``/``faco``/``renderer``/... for our files and the authors' .pkl/.pth checkpoints (by their keys),
+    ``wav2vec2`` for a Hugging Face wav2vec2 file, else None."""
+    if path.endswith(AUTHORS_SUFFIXES):
+        return authors_file_kind(path)
     header = safetensors_header(path)
     metadata = header.get("__metadata__") or {}
     if "moda_format" in metadata:
@@ -126,11 +128,18 @@ class _Loader(io.ComfyNode):
         return load_model(path, kind=cls.KIND, device=device, dtype=dtype)
 
     @classmethod
+    def _load_any(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        """An authors' .pkl/.pth is converted once (cached beside it by content hash), then loaded as ours."""
+        if path.endswith(AUTHORS_SUFFIXES):
+            path = str(converted_copy(path))
+        return cls._load(path, device, dtype)
+
+    @classmethod
     def execute(cls, weights: str, precision: str) -> io.NodeOutput:
         check_choice(cls.DISPLAY_NAME, "precision", precision, PRECISIONS)
         path = weight_path(cls.DISPLAY_NAME, "weights", weights)
         try:
-            return io.NodeOutput(load_net(path, cls.KIND, precision, cls._load))
+            return io.NodeOutput(load_net(path, cls.KIND, precision, cls._load_any))
         except (ValueError, OSError, SafetensorError) as err:
             raise node_error(cls.DISPLAY_NAME, "weights", f"cannot load {weights!r}: {err}", "pick another file "
                              "(`moda info FILE` shows what a file holds) or download it again") from err
@@ -198,41 +207,23 @@ class MODALoadAudioEncoder(_Loader):
         return load_audio_encoder(path, device, dtype)
 
 
-# ---------------------------------------------------------------- Hub download
+# ---------------------------------------------------------------- download
+SOURCES = {"authors' release (Google Drive)": "authors", "Hugging Face repo": "hf"}
+PROGRESS_STEPS = 1000                    # progress steps per file
+
+
 def _split_names(filenames: str) -> list[str]:
     return [name.strip() for name in re.split(r"[\n,]", filenames) if name.strip()]
 
 
-class _Transfer:
-    """Byte counts of the file being downloaded, written by huggingface_hub's progress bars (any thread)."""
-
-    def __init__(self):
-        self.bars: dict[int, tuple[int, int | None]] = {}
-        self.cancelled = False
-
-    def fraction(self) -> float:
-        done = [n / total for n, total in list(self.bars.values()) if total]
-        return min(max(done, default=0.0), 1.0)
-
-    def tqdm_class(self) -> type:
-        from huggingface_hub.utils import tqdm
-
-        transfer = self
-
-        class ProgressTqdm(tqdm):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.counted = kwargs.get("initial", 0)
-                transfer.bars[id(self)] = (self.counted, self.total)
-
-            def update(self, n=1):
-                if transfer.cancelled:
-                    raise InterruptedError("download cancelled in ComfyUI")
-                self.counted += n or 0
-                transfer.bars[id(self)] = (self.counted, self.total)
-                return super().update(n)
-
-        return ProgressTqdm
+def show_on_node(node_id, text: str) -> None:
+    """Text under the node in the ComfyUI frontend (what core's Get Image Size does), when run by a server."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    if node_id and getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.send_progress_text(text, node_id)
 
 
 class MODADownloadWeights(io.ComfyNode):
@@ -242,94 +233,80 @@ class MODADownloadWeights(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="MODA_DownloadWeights", display_name=cls.DISPLAY_NAME, category=CATEGORY,
-            description="Downloads weight files from a Hugging Face Hub repo into models/moda (progress shown on "
-                        "the node; an interrupted download resumes where it stopped). Files already there and up "
-                        "to date are not downloaded again. Offline, copy the files into models/moda by hand.",
+            description="Gets weights into models/moda, with progress on the node; an interrupted download resumes "
+                        "where it stopped. authors' release: the MODA, FaCo and Cathy renderer checkpoints and "
+                        "Cathy's subject files from the authors' Google Drive, converted to .safetensors (loaded "
+                        "strictly) and Cathy's subject imported. Hugging Face repo: the listed files of any repo. "
+                        "The outcome (one line per file) shows on the node; a file that could not be fetched "
+                        "fails the node, naming its URL and the folder to put it in, even when a same-name local "
+                        "copy exists.",
             inputs=[
+                io.Combo.Input("source", options=list(SOURCES), default=next(iter(SOURCES)),
+                               tooltip="authors' release: the files of the authors' install.sh (repo_id, filenames "
+                                       "and revision are not used). Hugging Face repo: repo_id + filenames."),
                 io.String.Input("repo_id", default="", placeholder="owner/repo",
                                 tooltip="Hugging Face repo holding converted weights, e.g. 'owner/moda-weights'. "
                                         "Private or gated repos use the token of `hf auth login` or HF_TOKEN."),
                 io.String.Input("filenames", default="\n".join(WEIGHT_FILES.values()), multiline=True,
-                                tooltip="Files to fetch, one per line (or comma-separated), as named in the repo. "
-                                        "Sub-folders are kept: 'renderer/cathy.safetensors' lands in "
+                                tooltip="Hugging Face: files to fetch, one per line (or comma-separated), as named in "
+                                        "the repo. Sub-folders are kept: 'renderer/cathy.safetensors' lands in "
                                         "models/moda/renderer/."),
                 io.String.Input("revision", default="main",
-                                tooltip="Branch, tag or commit hash of the repo (a commit hash pins the files)."),
+                                tooltip="Hugging Face: branch, tag or commit hash of the repo (a commit hash pins "
+                                        "the files)."),
             ],
             outputs=[io.String.Output("paths", display_name="paths",
                                       tooltip="Local paths of the files, one per line.")],
+            hidden=[io.Hidden.unique_id],
             is_output_node=True,
         )
 
     @classmethod
-    def validate_inputs(cls, repo_id: str, filenames: str, revision: str) -> bool | str:
-        name = cls.DISPLAY_NAME
-        if not repo_id.strip() or any(c.isspace() for c in repo_id.strip()):
-            return f"{name}: input 'repo_id': {repo_id!r} is not a repo id, enter one such as 'owner/moda-weights'"
-        names = _split_names(filenames)
-        if not names:
-            return f"{name}: input 'filenames': no file named, enter one file name per line"
-        for file in names:
-            if file.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", file):
-                return (f"{name}: input 'filenames': {file!r} leaves models/moda, use the file's path inside the "
-                        "repo")
-        if not revision.strip():
-            return f"{name}: input 'revision': empty, use 'main' or a tag or commit hash"
+    def validate_inputs(cls, filenames: str) -> bool | str:
+        """Only what is wrong whatever the source: a file name that leaves models/moda."""
+        for name in _split_names(filenames):
+            if name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name) or re.match(r"^[A-Za-z]:", name):
+                return str(node_error(cls.DISPLAY_NAME, "filenames", f"{name!r} leaves models/moda",
+                                      "use the file's path inside the repo"))
         return True
 
     @classmethod
-    def fingerprint_inputs(cls, repo_id: str, filenames: str, revision: str):
-        """Run again when one of the files went missing from models/moda."""
-        return tuple(os.path.isfile(os.path.join(model_dir(), f)) for f in _split_names(filenames))
+    def fingerprint_inputs(cls, source: str, repo_id: str, filenames: str, revision: str):
+        """Always run: whether the files are up to date is only known by asking the source."""
+        return float("nan")
 
     @classmethod
-    def _download(cls, repo_id: str, filename: str, revision: str, folder: str, report, step: int,
-                  steps: int) -> str:
-        import huggingface_hub
-        from huggingface_hub import errors
+    def execute(cls, source: str, repo_id: str, filenames: str, revision: str) -> io.NodeOutput:
+        from moda_core.download import DownloadError, check_request, download_weights, select_authors_files
 
-        transfer = _Transfer()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        future = pool.submit(huggingface_hub.hf_hub_download, repo_id=repo_id, filename=filename,
-                             revision=revision, local_dir=folder, tqdm_class=transfer.tqdm_class())
-        page = f"https://huggingface.co/{repo_id}/blob/{revision}/{filename}"
+        check_choice(cls.DISPLAY_NAME, "source", source, SOURCES)
+        kind = SOURCES[source]
+        names = _split_names(filenames) if kind == "hf" else []
+        problems = check_request(kind, repo_id, names, revision)
+        if problems:
+            raise ValueError("\n".join(str(node_error(cls.DISPLAY_NAME, name, problem, "then run again"))
+                                        for name, problem in problems))
+        folder = model_dir()
+        files = names or [drive.label for drive in select_authors_files()]
+        report = progress_callback(len(files) * PROGRESS_STEPS)
+        order: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int | None) -> None:
+            step = order.setdefault(name, len(order))
+            fraction = min(done / total, 1.0) if total else 0.0
+            report(min(step, len(files) - 1) * PROGRESS_STEPS + int(fraction * PROGRESS_STEPS),
+                   len(files) * PROGRESS_STEPS)
+
         try:
-            while True:
-                try:
-                    return future.result(timeout=0.2)
-                except concurrent.futures.TimeoutError:
-                    report(step * HUB_PERMILLE + int(transfer.fraction() * HUB_PERMILLE), steps * HUB_PERMILLE)
-        except errors.LocalEntryNotFoundError as err:
-            raise node_error(cls.DISPLAY_NAME, "repo_id", f"cannot reach the Hugging Face Hub to get {filename!r} "
-                             f"({err.__cause__ or err})", f"check the connection and run again (an interrupted "
-                             f"download resumes), or download {page} by hand and put it in {folder}") from err
-        except errors.RepositoryNotFoundError as err:
-            raise node_error(cls.DISPLAY_NAME, "repo_id", f"repo {repo_id!r} not found, private or gated",
-                             "check the name, or log in with `hf auth login` (or set HF_TOKEN) for private and "
-                             f"gated repos; or copy the files into {folder}") from err
-        except errors.RevisionNotFoundError as err:
-            raise node_error(cls.DISPLAY_NAME, "revision", f"revision {revision!r} not found in {repo_id}",
-                             "use 'main' or an existing tag or commit hash") from err
-        except errors.EntryNotFoundError as err:
-            raise node_error(cls.DISPLAY_NAME, "filenames", f"{filename!r} is not in {repo_id} at {revision}",
-                             f"check the file list at https://huggingface.co/{repo_id}/tree/{revision}") from err
-        except (errors.HfHubHTTPError, errors.HFValidationError, OSError) as err:
-            raise node_error(cls.DISPLAY_NAME, "repo_id", f"downloading {filename!r} from {repo_id} failed: {err}",
-                             f"run again to resume, or download {page} by hand and put it in {folder}") from err
-        finally:
-            transfer.cancelled = True           # a cancelled run stops the transfer at its next chunk
-            pool.shutdown(wait=False)
-
-    @classmethod
-    def execute(cls, repo_id: str, filenames: str, revision: str) -> io.NodeOutput:
-        names, folder = _split_names(filenames), model_dir()
-        report = progress_callback(len(names) * HUB_PERMILLE)
-        paths = []
-        for step, filename in enumerate(names):
-            paths.append(cls._download(repo_id.strip(), filename, revision.strip(), folder, report, step, len(names)))
-            report((step + 1) * HUB_PERMILLE, len(names) * HUB_PERMILLE)
-        return io.NodeOutput("\n".join(paths), ui=ui.PreviewText(
-            f"{len(paths)} file(s) in {folder}:\n" + "\n".join(os.path.relpath(p, folder) for p in paths)))
+            outcome = download_weights(kind, folder, repo_id=repo_id, files=names, revision=revision,
+                                       progress=progress)
+        except DownloadError as err:
+            show_on_node(cls.hidden.unique_id, f"FAILED\n{err}")
+            raise ValueError(f"{cls.DISPLAY_NAME}: input '{err.input_name}': {err}") from err
+        report(len(files) * PROGRESS_STEPS, len(files) * PROGRESS_STEPS)
+        text = f"{len(outcome.paths)} file(s) in {folder}:\n{outcome.text()}"
+        show_on_node(cls.hidden.unique_id, text)
+        return io.NodeOutput("\n".join(str(p) for p in outcome.paths), ui=ui.PreviewText(text))
 
 
 NODES = [MODADownloadWeights, MODALoadMODAModel, MODALoadFaCo, MODALoadRenderer, MODALoadAudioEncoder]

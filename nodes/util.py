@@ -25,7 +25,7 @@ from moda_core.subject import Subject
 from .types import node_error
 
 MODEL_FOLDER = "moda"                        # folder_paths key: <ComfyUI>/models/moda (+ extra_model_paths.yaml)
-WEIGHT_SUFFIXES = {".safetensors", ".model"}   # .model: SyncNet's published file
+WEIGHT_SUFFIXES = {".safetensors", ".model", ".pkl", ".pth"}   # .model: SyncNet's; .pkl/.pth: the authors'
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _NAMES = {dtype: name for name, dtype in _DTYPES.items()}
@@ -49,8 +49,10 @@ def model_dir() -> str:
 
 
 def weight_files() -> list[str]:
+    """Files of the moda model folders, without those in hidden folders (conversion cache, download state)."""
     register_model_folder()
-    return folder_paths.get_filename_list(MODEL_FOLDER)
+    return [name for name in folder_paths.get_filename_list(MODEL_FOLDER)
+            if not any(part.startswith(".") for part in name.replace("\\", "/").split("/")[:-1])]
 
 
 def find_weight(name: str) -> str | None:

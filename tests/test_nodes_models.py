@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
 
 import pytest
 import torch
@@ -44,7 +42,8 @@ def test_pipeline_node_sockets(moda_nodes):
         precision = infos[node_id]["input"]["required"]["precision"][1]
         assert precision["options"] == ["auto", "fp32", "bf16", "fp16"] and precision["default"] == "auto"
     assert sockets(infos["MODA_DownloadWeights"]) == (
-        [("repo_id", "STRING"), ("filenames", "STRING"), ("revision", "STRING")], [], ["STRING"])
+        [("source", "COMBO"), ("repo_id", "STRING"), ("filenames", "STRING"), ("revision", "STRING")], [],
+        ["STRING"])
     assert infos["MODA_DownloadWeights"]["output_node"]
     assert infos["MODA_DownloadWeights"]["input"]["required"]["filenames"][1]["default"] == (
         "moda.safetensors\nfaco.safetensors\nrenderer.safetensors")
@@ -208,29 +207,24 @@ def test_audio_encoder_from_hugging_face_file(moda_nodes, moda_dir, tiny_weights
         run_node(node, weights="wav2vec2-large/model.safetensors", precision="fp32")
 
 
-# ---------------------------------------------------------------- Hub download (hf_hub_download stood in)
+# ---------------------------------------------------------------- download (huggingface_hub / gdown stood in)
 class FakeHub:
-    """Stands in for ``huggingface_hub.hf_hub_download``: writes the file into ``local_dir`` in two halves through
-    the given ``tqdm_class``; ``gate`` (when set) holds the second half until the test opens it."""
+    """Stands in for huggingface_hub's ``get_hf_file_metadata`` and ``hf_hub_download`` (writes the file in two
+    halves through the given ``tqdm_class``); ``error`` is raised by the metadata check (the Hub's answer)."""
 
     def __init__(self, size: int = 1000, error: Exception | None = None):
         self.calls, self.size, self.error = [], size, error
-        self.gate: threading.Event | None = None
-        self.stopped = threading.Event()
+
+    def metadata(self, url, **_):
+        if self.error is not None:
+            raise self.error
+        return object()
 
     def __call__(self, repo_id, filename, *, revision, local_dir, tqdm_class, **_):
         self.calls.append({"repo_id": repo_id, "filename": filename, "revision": revision, "local_dir": local_dir})
-        if self.error is not None:
-            raise self.error
-        bar = tqdm_class(total=self.size, initial=0, desc=filename, unit="B", disable=True)
-        try:
-            bar.update(self.size // 2)
-            if self.gate is not None:
-                self.gate.wait(5)
-            bar.update(self.size - self.size // 2)
-        except InterruptedError:
-            self.stopped.set()
-            raise
+        bar = tqdm_class(total=self.size, initial=0)
+        bar.update(self.size // 2)
+        bar.update(self.size - self.size // 2)
         path = os.path.join(local_dir, filename)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
@@ -244,58 +238,67 @@ def hub(monkeypatch):
 
     fake = FakeHub()
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", fake.metadata)
     return fake
 
 
-DOWNLOAD = {"repo_id": "someone/moda-weights", "filenames": "moda.safetensors\nrenderer/cathy.safetensors",
-            "revision": "main"}
+@pytest.fixture
+def node_texts(comfy_doubles):
+    """What the node sent to show under it in the frontend (PromptServer.send_progress_text), as (id, text)."""
+    from server import PromptServer
+
+    PromptServer.instance.texts.clear()
+    return PromptServer.instance.texts
 
 
-def test_download_writes_files_with_progress(moda_nodes, comfy_dirs, hub, progress_events):
-    hub.gate = threading.Event()
+DOWNLOAD = {"source": "Hugging Face repo", "repo_id": "someone/moda-weights",
+            "filenames": "moda.safetensors\nrenderer/cathy.safetensors", "revision": "main"}
 
-    def open_gate_when_half_shown():
-        deadline = time.monotonic() + 5
-        while not any(value == 500 for value, _, _ in progress_events) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        hub.gate.set()
 
-    opener = threading.Thread(target=open_gate_when_half_shown)
-    opener.start()
-    out = run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
-    opener.join()
+def test_download_writes_files_with_progress_and_shows_the_outcome(moda_nodes, comfy_dirs, hub, progress_events,
+                                                                   node_texts):
+    out = run_node(moda_nodes["MODA_DownloadWeights"], unique_id="12", **DOWNLOAD)
     folder = comfy_dirs.models / "moda"
     assert out.args[0].splitlines() == [str(folder / "moda.safetensors"), str(folder / "renderer/cathy.safetensors")]
     assert (folder / "renderer" / "cathy.safetensors").stat().st_size == 1000
-    assert [c["local_dir"] for c in hub.calls] == [str(folder)] * 2
-    assert [(c["repo_id"], c["filename"], c["revision"]) for c in hub.calls] == [
-        ("someone/moda-weights", "moda.safetensors", "main"), ("someone/moda-weights", "renderer/cathy.safetensors",
-                                                               "main")]
+    assert [(c["repo_id"], c["filename"], c["revision"], c["local_dir"]) for c in hub.calls] == [
+        ("someone/moda-weights", name, "main", folder) for name in ("moda.safetensors", "renderer/cathy.safetensors")]
     values = [(v, t) for v, t, _ in progress_events]
-    assert (500, 2000) in values, "the half-downloaded first file was shown"
-    assert values[-1] == (2000, 2000) and (1000, 2000) in values
-    assert out.ui.as_dict()["text"][0] == f"2 file(s) in {folder}:\nmoda.safetensors\nrenderer/cathy.safetensors"
-    assert fingerprint(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD) == (True, True)
+    assert (500, 2000) in values and (1500, 2000) in values, "each half-downloaded file was shown"
+    assert values[-1] == (2000, 2000)
+    text = (f"2 file(s) in {folder}:\ndownloaded: {folder / 'moda.safetensors'} (0.0 MB, someone/moda-weights@main)"
+            f"\ndownloaded: {folder / 'renderer' / 'cathy.safetensors'} (0.0 MB, someone/moda-weights@main)")
+    assert node_texts == [("12", text)], "the outcome shows on the node"
+    assert out.ui.as_dict()["text"][0] == text
+    assert fingerprint(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD) != fingerprint(
+        moda_nodes["MODA_DownloadWeights"], **DOWNLOAD), "always asks the source again"
 
 
-def test_download_offline_names_the_local_folder(moda_nodes, comfy_dirs, hub):
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    hub.error = LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
+def test_download_offline_with_local_copies_fails_and_says_so(moda_nodes, comfy_dirs, hub, node_texts):
     folder = comfy_dirs.models / "moda"
+    (folder / "renderer").mkdir(parents=True)
+    for name in ("moda.safetensors", "renderer/cathy.safetensors"):
+        (folder / name).write_bytes(b"local copy")
+    hub.error = ConnectionError("[Errno -3] Temporary failure in name resolution")
     with pytest.raises(ValueError) as raised:
-        run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
+        run_node(moda_nodes["MODA_DownloadWeights"], unique_id="3", **DOWNLOAD)
     message = str(raised.value)
-    assert message.startswith("MODA Download Weights: input 'repo_id': cannot reach the Hugging Face Hub to get "
-                              "'moda.safetensors'")
-    assert message.endswith(f"download https://huggingface.co/someone/moda-weights/blob/main/moda.safetensors by "
-                            f"hand and put it in {folder}")
+    assert message.startswith("MODA Download Weights: input 'repo_id': 2 file(s) not downloaded from "
+                              "https://huggingface.co/someone/moda-weights (revision main): the Hugging Face Hub "
+                              "could not be reached")
+    assert (f"renderer/cathy.safetensors: https://huggingface.co/someone/moda-weights/resolve/main/renderer/"
+            f"cathy.safetensors -> {folder / 'renderer'}{os.sep}") in message
+    assert "Same-name local copies exist but were NOT downloaded or checked now" in message
+    assert hub.calls == []
+    assert node_texts[0][0] == "3" and node_texts[0][1].startswith("FAILED\n2 file(s) not downloaded")
 
 
 @pytest.mark.parametrize("error,message", [
-    ("repo", "input 'repo_id': repo 'someone/moda-weights' not found, private or gated"),
-    ("revision", "input 'revision': revision 'main' not found in someone/moda-weights"),
-    ("entry", "input 'filenames': 'moda.safetensors' is not in someone/moda-weights at main"),
+    ("repo", r"input 'repo_id': 2 file\(s\) not downloaded .*: repo 'someone/moda-weights' not found, private or "
+             "gated"),
+    ("revision", r"input 'revision': 2 file\(s\) not downloaded .*: revision 'main' not found in "
+                 "someone/moda-weights"),
+    ("entry", r"input 'filenames': 2 file\(s\) not downloaded .*: not in someone/moda-weights at main"),
 ])
 def test_download_hub_errors(moda_nodes, comfy_dirs, hub, error, message):
     from huggingface_hub import errors
@@ -308,29 +311,89 @@ def test_download_hub_errors(moda_nodes, comfy_dirs, hub, error, message):
         run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"repo_id": " "}, "input 'repo_id': ' ' is not a repo id"),
-    ({"filenames": "\n ,"}, "input 'filenames': no file named"),
-    ({"filenames": "../escape.safetensors"}, "input 'filenames': '../escape.safetensors' leaves models/moda"),
-    ({"filenames": "/abs.safetensors"}, "input 'filenames': '/abs.safetensors' leaves models/moda"),
-    ({"revision": ""}, "input 'revision': empty"),
+@pytest.mark.parametrize("change,messages", [
+    ({"repo_id": " "}, ["input 'repo_id': ' ' is not a Hugging Face repo id"]),
+    ({"filenames": "\n ,", "revision": ""}, ["input 'filenames': no file named", "input 'revision': empty"]),
 ])
-def test_download_validation(moda_nodes, comfy_dirs, hub, change, message):
-    with pytest.raises(ValidationFailed, match="^MODA Download Weights: " + message.replace("(", r"\(")):
+def test_download_input_errors_name_each_input_once(moda_nodes, comfy_dirs, hub, change, messages):
+    with pytest.raises(ValueError) as raised:
         run_node(moda_nodes["MODA_DownloadWeights"], **{**DOWNLOAD, **change})
+    lines = str(raised.value).splitlines()
+    assert len(lines) == len(messages)
+    for line, message in zip(lines, messages):
+        assert line.startswith(f"MODA Download Weights: {message}")
     assert hub.calls == []
+
+
+@pytest.mark.parametrize("name", ["../escape.safetensors", "/abs.safetensors"])
+def test_download_validation_pins_only_filenames(moda_nodes, comfy_dirs, hub, name):
+    import inspect
+
+    node = moda_nodes["MODA_DownloadWeights"]
+    assert list(inspect.signature(node.validate_inputs).parameters) == ["filenames"], "errors pin on filenames only"
+    with pytest.raises(ValidationFailed, match=f"^MODA Download Weights: input 'filenames': '{name}' leaves "
+                                               "models/moda"):
+        run_node(node, **{**DOWNLOAD, "filenames": name})
+    assert hub.calls == []
+
+
+def test_download_authors_source_ignores_the_hub_inputs(moda_nodes, comfy_dirs, monkeypatch, node_texts):
+    import gdown
+    import requests
+
+    calls = []
+
+    def offline(**kwargs):
+        calls.append(kwargs["id"])
+        raise requests.exceptions.ConnectionError("Failed to resolve 'drive.google.com'")
+
+    monkeypatch.setattr(gdown, "download", offline)
+    with pytest.raises(ValueError) as raised:
+        run_node(moda_nodes["MODA_DownloadWeights"], **{**DOWNLOAD, "source": "authors' release (Google Drive)",
+                                                        "repo_id": ""})
+    folder = comfy_dirs.models / "moda"
+    message = str(raised.value)
+    assert message.startswith("MODA Download Weights: input 'source': 5 file(s) not downloaded from the authors' "
+                              "Google Drive: Google Drive could not be reached")
+    assert f"renderer/Cathy.pth: https://drive.google.com/uc?id=14TfL3Qq1TrT4FkFsQOmcBVwZ_Fj-_AjZ -> " \
+           f"{folder / 'renderer'}{os.sep}" in message
+    assert len(calls) == 1
 
 
 def test_download_cancel_stops_the_transfer(moda_nodes, comfy_dirs, comfy_doubles, hub, progress_events):
     mm = comfy_doubles.model_management
-    hub.gate = threading.Event()
     mm.interrupt_current_processing(True)
     with pytest.raises(mm.InterruptProcessingException):
         run_node(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
-    hub.gate.set()
-    assert hub.stopped.wait(5), "the download thread stopped at its next chunk"
     assert not (comfy_dirs.models / "moda" / "moda.safetensors").exists()
     assert len(hub.calls) == 1
+
+
+# ---------------------------------------------------------------- the authors' checkpoints in models/moda
+def test_loader_takes_an_authors_pkl_converted_once(moda_nodes, moda_pack, comfy_dirs, monkeypatch):
+    from moda_core import checkpoints
+    from moda_core.models.faco import FaCoConfig, FaCoNet
+
+    folder = comfy_dirs.models / "moda"
+    folder.mkdir()
+    faco = FaCoNet(FaCoConfig())
+    torch.save({f"module.{k}": v for k, v in faco.state_dict().items()}, folder / "FaCo.pkl")
+    node = moda_nodes["MODA_LoadFaCo"]
+    assert options(node, "weights") == ["FaCo.pkl"]
+    assert options(moda_nodes["MODA_LoadMODAModel"], "weights") == ["(no MODA model file in models/moda)"]
+    conversions = []
+    real = checkpoints.convert_authors_checkpoint
+    monkeypatch.setattr(checkpoints, "convert_authors_checkpoint",
+                        lambda *a, **k: conversions.append(a[0]) or real(*a, **k))
+    loaded = run_node(node, weights="FaCo.pkl", precision="fp32").args[0]
+    key = "decoder.layers.0.weight"
+    assert torch.equal(loaded.module.state_dict()[key], faco.state_dict()[key])
+    cached = list((folder / ".moda-converted").iterdir())
+    assert [p.name for p in cached] == [f"FaCo-{checkpoints.content_hash(folder / 'FaCo.pkl')[:16]}.safetensors"]
+    util_module(moda_pack)._CACHE.clear()
+    run_node(node, weights="FaCo.pkl", precision="fp32")
+    assert len(conversions) == 1, "the second load reuses the cached conversion"
+    assert options(node, "weights") == ["FaCo.pkl"], "the conversion cache is not listed"
 
 
 # ---------------------------------------------------------------- doubles vs a real ComfyUI
