@@ -292,7 +292,7 @@ def _fetch_hub(folder: Path, repo_id: str, files: list[str], revision: str, prog
         if stop is not None:
             failures.append((name, stop[0], stop[1]))
             continue
-        created = _missing_dirs(target, folder)
+        created, fetched = _missing_dirs(target, folder), False
         before = target.stat() if target.is_file() else None
         try:
             huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo_id, name, revision=revision))
@@ -318,16 +318,17 @@ def _fetch_hub(folder: Path, repo_id: str, files: list[str], revision: str, prog
             else:
                 failures.append((name, f"download failed ({_reason(err)}); run again to resume", "repo_id"))
         else:
-            after = path.stat()
+            fetched, after = True, path.stat()
             fresh = before is None or (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size)
             outcome.add(path, f"{'downloaded' if fresh else 'up to date (checked against the repo)'}: {path} "
                               f"({after.st_size / 1e6:.1f} MB, {repo_id}@{revision})")
             continue
         finally:
             _clean_hub_cache(folder)
+            if not fetched:                        # also when stopped (cancel): no empty folders left
+                _remove_empty(created)
         if stop is not None:
             failures.append((name, stop[0], stop[1]))
-        _remove_empty(created)
     if failures:
         raise DownloadError(_failure_message(
             folder, outcome, [(name, reason, f"https://huggingface.co/{repo_id}/resolve/{revision}/{name}",
@@ -419,9 +420,12 @@ def _fetch_authors(folder: Path, drives: list[DriveFile], progress: Progress, co
                 continue
         fetched[drive] = staged
     if failures:
+        _remove_empty([staging])                   # a partial transfer (kept for resuming) keeps the folder
         raise DownloadError(_failure_message(folder, outcome, [
             (d.label, reason, d.url, folder / _MANUAL_FOLDERS[d.kinds[0]], None) for d, reason in failures],
-            "from the authors' Google Drive"), "source")
+            "from the authors' Google Drive") + "\nThe loaders and --weights read the authors' files as they are; "
+            f"import the subject with `moda import-subject {folder / PERSON} --out {folder / SUBJECT_TARGET}`.",
+            "source")
     kinds = _identify_all(fetched)
     subject_done = False
     for drive, staged in fetched.items():
