@@ -26,7 +26,7 @@ def test_prepare_video(tmp_path, data_dir, capsys):
 def test_prepare_errors_exit_with_a_message(tmp_path, data_dir, capsys):
     assert main(["prepare", "photo", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "s.safetensors"),
                  "--models", str(data_dir / "models")]) == 2
-    assert "image file not found" in capsys.readouterr().err
+    assert "missing.jpg does not exist" in capsys.readouterr().err
     assert main(["prepare", "photo", str(data_dir / "portraits/obama.jpg"), "--out", str(tmp_path / "s.safetensors"),
                  "--models", str(tmp_path)]) == 2
     assert "face_landmarker.task" in capsys.readouterr().err

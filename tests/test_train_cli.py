@@ -26,4 +26,6 @@ def test_train_faco_command(sample_dir, tmp_path, capsys):
 
 def test_quickstart_reports_missing_inputs(tmp_path, capsys):
     assert main(["quickstart", "--out", str(tmp_path / "q"), "--video", str(tmp_path / "none.mp4")]) == 2
-    assert "none.mp4 not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--video" in err and "none.mp4 does not exist" in err
+    assert not (tmp_path / "q").exists()                     # rejected before anything was created

@@ -116,19 +116,19 @@ def stage_saver(args):
 def check_output(path: Path) -> None:
     """``--out`` must be an .mp4; its folder is created and must take a real write."""
     check_output_file(path, "--out", (".mp4",))
+    check_output_folder(path.parent, "--out")
 
 
 def check_render_args(args) -> None:
     """Everything ``animate``/``render`` can check before heavy imports and work: file names, inputs, output
     folders (a real write), numbers; the device last (it imports torch)."""
-    check_output(args.out)
-    check_output_file(getattr(args, "save_repr", None), "--save-repr", (".safetensors", ".npz"))
+    check_output_file(args.out, "--out", (".mp4",))
+    save_repr = getattr(args, "save_repr", None)
+    check_output_file(save_repr, "--save-repr", (".safetensors", ".npz"))
     for option in ("image", "subject", "audio", "repr", "noise"):
         check_input_file(getattr(args, option, None), f"--{option}")
     check_input_folder(args.weights, "--weights")
     check_input_folder(args.models, "--models")
-    check_output_folder(args.save_condition, "--save-condition")
-    check_output_folder(args.save_frames, "--save-frames")
     if args.output_size and (args.output_size < 16 or args.output_size % 2):
         raise ArgumentError(f"--output-size must be an even number >= 16 (or 0), got {args.output_size}")
     if args.batch_size < 1:
@@ -136,6 +136,10 @@ def check_render_args(args) -> None:
     if getattr(args, "face_index", None) is not None and args.image is None:
         raise ArgumentError("--face-index picks a face in --image; a --subject already holds one face")
     check_device(args.device)
+    check_output_folder(args.out.parent, "--out")
+    check_output_folder(save_repr and save_repr.parent, "--save-repr")
+    check_output_folder(args.save_condition, "--save-condition")
+    check_output_folder(args.save_frames, "--save-frames")
 
 
 def run_animate(args) -> int:

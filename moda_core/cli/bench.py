@@ -13,16 +13,25 @@ def register(subparsers) -> None:
     parser.add_argument("--config", choices=["paper", "tiny"], default="tiny", help="network sizes")
     parser.add_argument("--seconds", type=float, default=4.0, help="audio length (<= 20 s)")
     parser.add_argument("--frames", type=int, default=None, help="render only this many frames (paper size is slow)")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--image", type=Path, default=SAMPLES / "portrait.jpg")
-    parser.add_argument("--audio", type=Path, default=SAMPLES / "speech.wav")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="renderer precision (bf16: fast on recent CPUs and GPUs)")
+    parser.add_argument("--batch-size", type=int, default=4, help="frames rendered per batch")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--image", type=Path, default=SAMPLES / "portrait.jpg",
+                        help="portrait photo (default: the bundled samples/portrait.jpg)")
+    parser.add_argument("--audio", type=Path, default=SAMPLES / "speech.wav",
+                        help="speech, repeated or cut to --seconds (default: the bundled samples/speech.wav)")
     parser.add_argument("--models", type=Path, default=SAMPLES / "models", help="MediaPipe model folder")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import check_device, check_input_file, check_input_folder
+
+    check_input_file(args.image, "--image")
+    check_input_file(args.audio, "--audio")
+    check_input_folder(args.models, "--models")
+    check_device(args.device)
     import numpy as np
     import torch
 

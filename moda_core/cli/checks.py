@@ -1,7 +1,8 @@
 """Checks every sub-command runs before heavy imports or work: output paths, input files, device; SIGTERM.
 
-Everything here imports only the standard library, except :func:`check_device` (torch), which commands call
-last, so a wrong extension or a missing file is reported at once.
+Everything here imports only the standard library, except :func:`check_device` (torch), so a wrong extension
+or a missing file is reported at once. Commands call :func:`check_output_folder` (which creates folders) after
+every other check, so a rejected command leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -22,14 +23,13 @@ class Terminated(KeyboardInterrupt):
 
 
 def check_output_file(path: Path | None, option: str = "--out", suffixes: tuple[str, ...] = (".mp4",)) -> None:
-    """``path`` must end in one of ``suffixes``; its folder is created and must take a real write."""
+    """``path`` must end in one of ``suffixes`` and must not be a folder (its folder: :func:`check_output_folder`)."""
     if path is None:
         return
     if path.suffix.lower() not in suffixes:
         raise ArgumentError(f"{option} must end in {' or '.join(suffixes)}, got {path}")
     if path.is_dir():
         raise ArgumentError(f"{option} {path} is a folder; give a file name ending in {suffixes[0]}")
-    check_output_folder(path.parent, option)
 
 
 def check_output_folder(folder: Path | None, option: str = "--out") -> None:

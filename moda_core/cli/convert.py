@@ -12,20 +12,23 @@ def register(subparsers) -> None:
         description="Read an authors' state_dict (torch.load weights_only=True), load it strictly into the "
                     "matching network and write it in moda's .safetensors format.")
     parser.add_argument("src", type=Path, help="authors' checkpoint (e.g. MODA.pkl, FaCo.pkl, renderer/Cathy.pth)")
-    parser.add_argument("--kind", choices=_kinds(), help="network kind (default: detected from the keys)")
+    parser.add_argument("--kind", help="network kind, e.g. moda, faco, renderer (default: detected from the keys)")
     parser.add_argument("--out", type=Path, help="output file (default: SRC with a .safetensors suffix)")
     parser.add_argument("--config", type=Path,
                         help="JSON file with the network config (config.to_dict()); default: the authors' config")
     parser.set_defaults(func=run)
 
 
-def _kinds() -> tuple[str, ...]:
-    from moda_core.checkpoints import KINDS
-    return KINDS
-
-
 def run(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import ArgumentError, check_input_file, check_output_folder
+
+    check_input_file(args.src, "SRC")
+    check_input_file(args.config, "--config")
+    check_output_folder((args.out or args.src).parent, "--out")
     from moda_core import checkpoints
+
+    if args.kind is not None and args.kind not in checkpoints.KINDS:
+        raise ArgumentError(f"--kind {args.kind!r} is not a network kind; use one of {', '.join(checkpoints.KINDS)}")
 
     config = None
     if args.config is not None:

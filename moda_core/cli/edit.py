@@ -14,8 +14,7 @@ def register(subparsers) -> None:
         "edit", help="edit a saved R: head pose, blinks, gaze, lips, timing; curves to/from CSV/JSON; plots",
         description=f"Apply edits to an R file (.safetensors / .npz) in this order: {ORDER}. Head-pose axes: yaw, "
                     "pitch, roll (degrees), tx, ty, tz (px; x, y, z also accepted), scale, or 'all'. Times: "
-                    "'1.5s' (seconds) or '45f' (frames); bare numbers are seconds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "'1.5s' (seconds) or '45f' (frames); bare numbers are seconds.")
     parser.add_argument("r", type=Path, help="input R file")
     parser.add_argument("--out", type=Path, help="write the edited R here (.safetensors or .npz)")
     parser.add_argument("--subject", type=Path, help="subject file or folder (needed for eye/mouth edits on "
@@ -39,12 +38,16 @@ def register(subparsers) -> None:
     head.add_argument("--head-clamp", metavar="AXES=MIN:MAX", action="append", default=[],
                       help="limit axes, e.g. yaw=-10:10 (repeatable)")
     head.add_argument("--head-freeze", metavar="AXES", help="hold axes still, e.g. roll or all")
-    head.add_argument("--freeze-hold", choices=("first", "mean", "rest", "value"), default="first")
+    head.add_argument("--freeze-hold", choices=("first", "mean", "rest", "value"), default="first",
+                      help="what --head-freeze holds: the first frame's pose, the mean, the subject's rest pose, or "
+                           "--freeze-value")
     head.add_argument("--freeze-value", type=float, default=0.0, help="value held with --freeze-hold value")
     head.add_argument("--keyframes", metavar="AXIS=SPEC", action="append", default=[],
                       help="e.g. 'yaw=0s: 0, 1.5s: 10, 3s: -5' (repeatable)")
-    head.add_argument("--keyframe-mode", choices=("replace", "add"), default="replace")
-    head.add_argument("--interpolation", choices=("linear", "cubic"), default="linear")
+    head.add_argument("--keyframe-mode", choices=("replace", "add"), default="replace",
+                      help="replace: the axis follows the keyframes; add: they are added to the existing motion")
+    head.add_argument("--interpolation", choices=("linear", "cubic"), default="linear",
+                      help="curve between --keyframes")
     eyes = parser.add_argument_group("eyes")
     eyes.add_argument("--remove-blinks", action="store_true", help="replace existing blinks by the open eye")
     eyes.add_argument("--blink-rate", type=float, metavar="PER_MINUTE", help="add blinks up to this rate")

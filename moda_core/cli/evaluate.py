@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                              "quickstart renderers: canonical): where --generated's points are placed for the "
                              "landmark-follow error of --generated-video")
     parser.add_argument("--device", default="cpu", help="torch device for SyncNet, e.g. cpu or cuda")
-    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text",
+                        help="how the table is printed (and written with --out)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     parser.set_defaults(func=run)
 
@@ -65,14 +66,23 @@ def sync_rows(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from moda_core.metrics import evaluate
-    from moda_core.repr import TalkingRepr
-    from moda_core.subject import Subject
+    from moda_core.cli.checks import check_device, check_input_file, check_input_folder, check_output_folder
 
     if args.generated is None and args.generated_video is None:
         raise ValueError("give --generated (an R file) and/or --generated-video")
     if args.syncnet is not None and args.generated_video is None:
         raise ValueError("--syncnet scores a video: give --generated-video too")
+    for option in ("generated", "reference", "subject", "generated_video", "reference_video", "syncnet", "audio"):
+        check_input_file(getattr(args, option), "--" + option.replace("_", "-"))
+    check_input_folder(args.models, "--models")
+    if args.syncnet is not None:
+        check_device(args.device)
+    if args.out is not None:
+        check_output_folder(args.out.parent, "--out")
+
+    from moda_core.metrics import evaluate
+    from moda_core.repr import TalkingRepr
+    from moda_core.subject import Subject
     generated = TalkingRepr.load(args.generated) if args.generated else None
     reference = TalkingRepr.load(args.reference) if args.reference else None
     subject = Subject.load(args.subject) if args.subject else None

@@ -7,6 +7,12 @@ from pathlib import Path
 
 
 def _photo(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import check_input_file, check_input_folder, check_output_file, check_output_folder
+
+    check_input_file(Path(args.photo), "PHOTO")
+    check_input_folder(args.models and Path(args.models), "--models")
+    check_output_file(Path(args.out), "--out", (".safetensors",))
+    check_output_folder(Path(args.out).parent, "--out")
     from moda_core.preprocess import subject_from_photo
 
     subject, diagnostics = subject_from_photo(args.photo, models_dir=args.models, face_index=args.face_index,
@@ -22,6 +28,11 @@ def _photo(args: argparse.Namespace) -> int:
 
 
 def _video(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import check_input_file, check_input_folder, check_output_folder
+
+    check_input_file(Path(args.video), "VIDEO")
+    check_input_folder(args.models and Path(args.models), "--models")
+    check_output_folder(Path(args.out).parent, "--out")
     from moda_core.cli.progress import StageProgress
     from moda_core.preprocess import prepare_video_sample
 

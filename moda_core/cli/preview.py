@@ -33,15 +33,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from moda_core.cli.animate import check_output, load_subject
-    from moda_core.cli.checks import ArgumentError, check_input_file, check_input_folder, check_output_file
+    from moda_core.cli.checks import (ArgumentError, check_input_file, check_input_folder, check_output_file,
+                                      check_output_folder)
 
-    check_output(args.out)
+    check_output_file(args.out, "--out", (".mp4",))
     check_output_file(args.save_subject, "--save-subject", (".safetensors",))
     for option in ("image", "subject", "repr", "audio"):
         check_input_file(getattr(args, option), f"--{option}")
     check_input_folder(args.models, "--models")
     if args.face_index is not None and args.image is None:
         raise ArgumentError("--face-index picks a face in --image; a --subject already holds one face")
+    check_output(args.out)
+    check_output_folder(args.save_subject and args.save_subject.parent, "--save-subject")
 
     import torch
 

@@ -32,7 +32,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2,
                         help="last fraction of every clip (by time) kept for validation")
     parser.add_argument("--val-every", type=int, default=1, help="epochs between validations and checkpoints")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda, ...")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/runs/<stage>/last exists")
@@ -81,6 +81,17 @@ def register(subparsers) -> None:
     renderer.set_defaults(func=_run_renderer)
 
 
+def _check(args) -> None:
+    """Sample folders, --init, --out (a real write) and --device, before heavy imports and any work."""
+    from moda_core.cli.checks import check_device, check_input_file, check_input_folder, check_output_folder
+
+    for sample in args.samples:
+        check_input_folder(sample, "SAMPLES")
+    check_input_file(args.init, "--init")
+    check_device(args.device)
+    check_output_folder(args.out, "--out")
+
+
 def _loop(args, stage: str):
     from moda_core.train.loop import LoopConfig
 
@@ -107,6 +118,7 @@ def _report(stage: str, result) -> int:
 
 
 def _run_moda(args) -> int:
+    _check(args)
     from moda_core.train.moda_trainer import MODATrainConfig, train_moda
 
     config = MODATrainConfig(window=args.window, hop=args.hop, fps=args.fps, val_fraction=args.val_fraction,
@@ -117,6 +129,7 @@ def _run_moda(args) -> int:
 
 
 def _run_faco(args) -> int:
+    _check(args)
     from moda_core.train.faco_trainer import FaCoTrainConfig, train_faco
 
     config = FaCoTrainConfig(window=args.window, fps=args.fps, val_fraction=args.val_fraction,
@@ -126,6 +139,7 @@ def _run_faco(args) -> int:
 
 
 def _run_renderer(args) -> int:
+    _check(args)
     from moda_core.tpe import AUTHORS_TRAIN_OFFSET, TPEConfig
     from moda_core.train.presets import preset_config
     from moda_core.train.renderer_trainer import RendererTrainConfig, train_renderer
