@@ -72,6 +72,11 @@ class DriveFile:
     def label(self) -> str:
         return " or ".join(self.names)
 
+    @property
+    def progress_name(self) -> str:
+        """Unique per file (the two files of a pair share their label)."""
+        return f"{self.label} [{self.drive_id[:6]}]"
+
 
 PERSON = "cathy"                     # the subject the authors release (their meta_dir/Cathy, renderer/Cathy.pth)
 _CKPTS, _SUBJECT = ("MODA.pkl", "FaCo.pkl"), ("repr.npz", "reference.pth")
@@ -387,7 +392,7 @@ def _gdown(drive: DriveFile, staged: Path, progress: Progress) -> None:
     import gdown
 
     gdown.download(id=drive.drive_id, output=str(staged), quiet=True, resume=True,
-                   progress=lambda done, total: progress(drive.label, done, total))
+                   progress=lambda done, total: progress(drive.progress_name, done, total))
 
 
 def _fetch_authors(folder: Path, drives: list[DriveFile], progress: Progress, configs: dict,

@@ -287,7 +287,7 @@ class MODADownloadWeights(io.ComfyNode):
             raise ValueError("\n".join(str(node_error(cls.DISPLAY_NAME, name, problem, "then run again"))
                                         for name, problem in problems))
         folder = model_dir()
-        files = names or [drive.label for drive in select_authors_files()]
+        files = names or [drive.progress_name for drive in select_authors_files()]
         report = progress_callback(len(files) * PROGRESS_STEPS)
         order: dict[str, int] = {}
 

@@ -121,7 +121,8 @@ def test_authors_release_converted_and_placed(tmp_path, drive, parity_dir):
     subject = Subject.load(tmp_path / "cathy" / "subject.safetensors")
     with safe_open(str(parity_dir / "pipeline" / "pipeline_cathy.safetensors"), "pt") as handle:
         assert np.array_equal(subject.template.numpy(), handle.get_tensor("subject.templete").numpy())
-    assert {name for name, _, _ in progress} == {f.label for f in dl.AUTHORS_FILES}
+    assert {name for name, _, _ in progress} == {f.progress_name for f in dl.AUTHORS_FILES}
+    assert len({f.progress_name for f in dl.AUTHORS_FILES}) == 5
     assert all(done <= total for _, done, total in progress)
     # nothing half-written or staged is left where the loaders look; the state folder only holds records
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.tmp*"))
