@@ -1,4 +1,5 @@
-"""The paper's metrics as a node: a table of LMD, LMD-v, MA, PSNR, SSIM, TCM, Sync and motion statistics."""
+"""The paper's metrics as a node: a table of LMD, LMD-v, MA, PSNR, SSIM, TCM, sharpness ratio, landmark follow,
+Sync and motion statistics."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ from comfy_api.latest import io, ui
 
 from moda_core.metrics import evaluate, load_syncnet
 from moda_core.preprocess import FACE_LANDMARKER
+from moda_core.projection import FACE_CENTERS
 from moda_core.repr import TalkingRepr
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
@@ -69,6 +71,11 @@ class MODAEvaluate(io.ComfyNode):
                                        "project, or a .safetensors copy). 'none' skips the Sync rows."),
                 io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0,
                                tooltip="Frame rate of generated_frames (Sync resamples them to 25 fps)."),
+                io.Combo.Input("face_center", options=list(FACE_CENTERS), default="authors",
+                               tooltip="Face centre the frames were rendered with (the renderer file records it; "
+                                       "quickstart renderers: canonical). Places the generated R's points for "
+                                       "the landmark-follow error (MediaPipe re-detects generated_frames; needs "
+                                       "generated, subject and face_landmarker.task in models/moda)."),
             ],
             outputs=[io.String.Output("table", display_name="table", tooltip="The metrics table as text.")],
         )
@@ -93,13 +100,15 @@ class MODAEvaluate(io.ComfyNode):
                              "choose syncnet_v2.model (or its .safetensors copy)") from err
 
     @classmethod
-    def execute(cls, format: str, syncnet_weights: str, fps: float, generated: TalkingRepr | None = None,
+    def execute(cls, format: str, syncnet_weights: str, fps: float, face_center: str = "authors",
+                generated: TalkingRepr | None = None,
                 reference: TalkingRepr | None = None, subject=None, generated_frames: torch.Tensor | None = None,
                 reference_frames: torch.Tensor | None = None, audio: dict | None = None) -> io.NodeOutput:
         if generated is None and generated_frames is None:
             raise node_error(cls.DISPLAY_NAME, "generated", "nothing to evaluate",
                              "connect a generated R and/or generated frames")
-        if (generated_frames is None) != (reference_frames is None) and syncnet_weights == NO_SYNCNET:
+        frames_alone = generated_frames is not None and generated is None and syncnet_weights == NO_SYNCNET
+        if (generated_frames is None and reference_frames is not None) or (reference_frames is None and frames_alone):
             missing = "reference_frames" if reference_frames is None else "generated_frames"
             raise node_error(cls.DISPLAY_NAME, missing, "image metrics need both frame batches",
                              f"connect {missing} or disconnect the other")
@@ -110,11 +119,11 @@ class MODAEvaluate(io.ComfyNode):
         loaded = cls._syncnet(syncnet_weights, generated_frames, audio)
         sync = {}
         if audio is not None:
-            sync = dict(audio=audio["waveform"][:1], sample_rate=audio["sample_rate"], fps=fps,
-                        models_dir=mediapipe_dir(), progress=progress_callback(1))
+            sync = dict(audio=audio["waveform"][:1], sample_rate=audio["sample_rate"], progress=progress_callback(1))
         with (loaded.active() if loaded is not None else contextlib.nullcontext()) as network:
             report = evaluate(generated, reference, subject=subject, generated_frames=generated_frames,
-                              reference_frames=reference_frames, syncnet=network, **sync)
+                              reference_frames=reference_frames, syncnet=network, fps=fps, models_dir=mediapipe_dir(),
+                              face_center=face_center, **sync)
         table = {"markdown": report.to_markdown, "text": report.to_text, "json": report.to_json}[format]()
         return io.NodeOutput(table, ui=ui.PreviewText(table))
 

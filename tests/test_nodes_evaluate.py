@@ -94,3 +94,35 @@ def test_sync_input_errors(moda_nodes, syncnet_folder, data_dir):
                      syncnet_weights="syncnet_v2.model", fps=25.0)
     rows = {row["name"]: row for row in json.loads(short.result[0])["metrics"]}
     assert rows["Sync"]["skipped"].startswith("error: SyncNet needs at least 7 frames")
+
+
+def test_sharpness_and_landmark_follow_rows(moda_nodes, comfy_dirs, data_dir):
+    """A still portrait at its subject's own pose against a blurred copy: on target, sharper than the reference."""
+    import shutil
+
+    import cv2
+
+    from moda_core.preprocess import subject_from_photo
+    from moda_core.repr import TalkingRepr
+
+    folder = comfy_dirs.models / "moda"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(data_dir / "models" / "face_landmarker.task", folder)
+    subject, _ = subject_from_photo(data_dir / "portraits" / "macron.png", models_dir=data_dir / "models")
+    still = subject.reference_image.numpy()
+    generated_frames = torch.from_numpy(still).float().div(255).expand(3, -1, -1, -1).contiguous()
+    reference_frames = torch.from_numpy(cv2.GaussianBlur(still, (0, 0), 2.0)).float().div(255).expand(3, -1, -1, -1)
+    zeros = lambda *shape: torch.zeros(1, 3, *shape)          # noqa: E731  offsets: the subject's own pose
+    generated = TalkingRepr(mouth=zeros(40, 3), eyes=zeros(60, 3), head_pose=zeros(7), torso=zeros(18, 3), fps=30,
+                            is_offset=True)
+    node = moda_nodes["MODA_Evaluate"]
+    assert next(i for i in node.GET_SCHEMA().inputs if i.id == "face_center").options == ["authors", "canonical"]
+    out = run_node(node, format="json", syncnet_weights="none", fps=30.0, face_center="canonical", generated=generated,
+                   subject=subject, generated_frames=generated_frames, reference_frames=reference_frames.contiguous())
+    rows = {row["name"]: row for row in json.loads(out.result[0])["metrics"]}
+    assert rows["landmark follow"]["value"] < 1.5 and rows["sharpness ratio"]["value"] > 2.0
+    authors = run_node(node, format="json", syncnet_weights="none", fps=30.0, face_center="authors",
+                       generated=generated, subject=subject, generated_frames=generated_frames)
+    rows = {row["name"]: row for row in json.loads(authors.result[0])["metrics"]}
+    assert rows["landmark follow"]["value"] > 2.0           # points placed 3 px lower than where the face is
+    assert "reference frames" in rows["sharpness ratio"]["skipped"]

@@ -52,7 +52,9 @@ def register_protocol(subparsers) -> None:
         "protocol", help="evaluation mini-protocol: train on a clip's first 80 %%, generate and score the rest",
         description="Prepares a talking clip, trains small per-subject models on its first 80 % (like quickstart), "
                     "generates the last 20 % from the clip's own audio and prints every metric against the real "
-                    "frames and the tracked motion.")
+                    "frames and the tracked motion. --renderer warp trains nothing: a neutral frame of the first "
+                    "80 % is warped along the tracked motion of the last 20 %, scored with PSNR, SSIM, TCM, "
+                    "sharpness ratio and landmark-follow error.")
     parser.add_argument("video", type=Path, help="talking clip with sound")
     parser.add_argument("--out", type=Path, required=True, help="output folder (weights, sample, videos)")
     parser.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of all training")
@@ -60,6 +62,12 @@ def register_protocol(subparsers) -> None:
                         help="folder with converted authors' moda/faco .safetensors (not trained then)")
     parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe models")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated motion")
+    parser.add_argument("--renderer", choices=["neural", "warp"], default="neural",
+                        help="neural: train and generate (the default); warp: no training, ground-truth motion")
+    parser.add_argument("--size", type=int, default=None,
+                        help="px the frames are rendered and compared at (default: 512 warp, 256 neural)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="warp: use only the clip's first SECONDS (quick checks)")
     parser.add_argument("--syncnet", type=Path, default=None,
                         help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync, Sync-D and Sync offset")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
@@ -68,6 +76,8 @@ def register_protocol(subparsers) -> None:
 
 
 def run_protocol(args: argparse.Namespace) -> int:
+    if args.renderer == "warp":
+        return _run_warp_protocol(args)
     from moda_core.train.protocol import run_protocol as protocol
     from moda_core.train.quickstart import QuickstartConfig
 
@@ -75,7 +85,21 @@ def run_protocol(args: argparse.Namespace) -> int:
              "minutes": args.minutes}
     result = protocol(QuickstartConfig(**{k: v for k, v in given.items() if v is not None},
                                        progress=not args.no_progress), seed=args.seed,
-                      syncnet_weights=args.syncnet)
+                      syncnet_weights=args.syncnet, **({"size": args.size} if args.size else {}))
+    print({"text": result.report.to_text, "markdown": result.report.to_markdown,
+           "json": result.report.to_json}[args.format]())
+    return 0
+
+
+def _run_warp_protocol(args: argparse.Namespace) -> int:
+    from moda_core.cli.progress import StageProgress
+    from moda_core.train.protocol import run_warp_protocol
+
+    if args.size is not None and (args.size < 16 or args.size % 2):
+        raise ValueError(f"--size must be an even number >= 16, got {args.size}")
+    with StageProgress(disable=args.no_progress) as progress:
+        result = run_warp_protocol(args.video, args.out, models_dir=args.models, size=args.size or 512,
+                                   max_seconds=args.seconds, syncnet_weights=args.syncnet, progress=progress)
     print({"text": result.report.to_text, "markdown": result.report.to_markdown,
            "json": result.report.to_json}[args.format]())
     return 0

@@ -1,11 +1,20 @@
-"""The evaluation mini-protocol (``moda protocol``): per-subject training on a clip's first 80 %, then the last
-20 % generated from the clip's own audio and compared with the real frames and the tracked motion.
+"""The evaluation mini-protocol (``moda protocol``): a clip's first 80 % makes the model, its last 20 % scores it.
+
+Neural renderer (:func:`run_protocol`): per-subject training on the first 80 %, then the last 20 % generated
+from the clip's own audio and compared with the real frames and the tracked motion.
 
 1. the quickstart stages on the clip (prepare, train MODA / FaCo-Net / renderer on the first 80 %, with the
    last 20 % held out for validation);
 2. MODA -> FaCo-Net -> renderer on the held-out audio (a fresh sample of motion, seed ``seed``);
 3. every metric of :func:`moda_core.metrics.evaluate`: landmark metrics against the tracked R of those frames,
-   image metrics against the real frames, motion statistics, and SyncNet scores when its weights are given.
+   image metrics (PSNR, SSIM, TCM, sharpness ratio) against the real frames, the landmark-follow error of the
+   renders, motion statistics, and SyncNet scores when its weights are given.
+
+Warp renderer (:func:`run_warp_protocol`): no training. One real frame of the first 80 % is the reference
+(:func:`neutral_frame`: eyes open, head near its usual pose, mouth most closed); the tracked (ground-truth) R of
+the last 20 %, projected with the canonicalisation's face centre so the points are exactly the tracked
+landmarks, drives :class:`~moda_core.warp_renderer.WarpRenderer`; the renders are compared with the real frames:
+PSNR, SSIM, TCM, sharpness ratio, landmark-follow error (and Sync with SyncNet weights).
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
     from moda_core.models.audio_encoder import SAMPLE_RATE
     from moda_core.pipeline import AnimateOptions, MODAModels, motion_pipeline, render_stream
     from moda_core.preprocess import load_audio
+    from moda_core.projection import project_repr
     from moda_core.train.datasets import load_sample, read_frame, split_range
     from moda_core.video import VideoWriter
 
@@ -59,7 +69,115 @@ def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
     reference = sample.repr.slice_time(start, start + count)
     report = evaluate(generated, reference, subject=sample.subject, generated_frames=generated_frames,
                       reference_frames=real_frames, audio=held_out_audio, sample_rate=SAMPLE_RATE, fps=sample.fps,
-                      syncnet_weights=syncnet_weights, models_dir=config.models_dir)
+                      syncnet_weights=syncnet_weights, models_dir=config.models_dir,
+                      reference_points=project_repr(reference, sample.subject, face_center="canonical")[0][..., :2],
+                      face_center=options.face_center or models.render_settings.face_center)
     log(f"protocol: {count} held-out frames (from frame {start}) generated from the clip's own audio; "
         f"video {video}")
     return ProtocolResult(report, video, count)
+
+
+# ----------------------------------------------------------------------------------------- warp renderer
+WARP_ROWS = ("PSNR", "SSIM", "TCM", "sharpness ratio", "landmark follow")
+SYNC_ROWS = ("Sync", "Sync-D", "Sync offset")
+
+
+def neutral_frame(r, frames: range) -> int:
+    """The most neutral frame of ``frames`` in an absolute R with a dense face: of the frames whose eyes are open
+    (openness at least the median of ``frames``) and whose head rotation is near the usual one (yaw/pitch/roll
+    distance to their median at most the median distance), the one with the smallest inner-lip gap (points 13 and
+    14, canonical px); ties go to the smaller rotation distance."""
+    import numpy as np
+
+    from moda_core.metrics.motion import eye_openness_series
+
+    if r.face is None or r.is_offset:
+        raise ValueError("neutral_frame needs an absolute R with the dense face track (a prepared sample's R)")
+    if len(frames) < 1 or frames.stop > r.num_frames:
+        raise ValueError(f"frames {frames} are not inside the R's {r.num_frames} frames")
+    index = np.asarray(frames)
+    face = r.face[0, index].double().numpy()
+    gap = np.linalg.norm(face[:, 13, :2] - face[:, 14, :2], axis=-1)
+    eyes = eye_openness_series(r)[0, index]
+    rotation = r.head_pose[0, index, :3].double().numpy()
+    turn = np.linalg.norm(rotation - np.median(rotation, axis=0), axis=-1)
+    usual = (eyes >= np.median(eyes)) & (turn <= np.median(turn))
+    candidates = np.flatnonzero(usual) if usual.any() else np.arange(len(index))
+    best = min(candidates, key=lambda k: (round(float(gap[k]), 3), float(turn[k])))
+    return int(index[best])
+
+
+def frame_subject(sample, index: int):
+    """The sample's subject as if frame ``index`` were its photo: that frame is the reference image and its
+    tracked face, pose and torso are the subject's template, mean pose and mean torso, so the warp renderer's
+    source points are exactly the frame's tracked points."""
+    from moda_core.train.datasets import read_frame
+
+    r = sample.repr
+    return sample.subject.replace(reference_image=read_frame(sample, index, 512), template=r.face[0, index],
+                                  mean_head_pose=r.head_pose[0, index], mean_torso=r.torso[0, index],
+                                  name=f"{sample.subject.name or sample.path.name} frame {index}")
+
+
+def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str | Path | None = None,
+                      size: int = 512, fps: float = 30.0, max_seconds: float | None = None, batch_size: int = 8,
+                      syncnet_weights: str | Path | None = None, progress: Callable[[str, int, int], None] | None = None,
+                      log: Callable[[str], None] = print) -> ProtocolResult:
+    """Score the warp renderer on ``video`` (module docstring): prepare it into ``out_dir/sample`` (reused when
+    there), render its last 20 % from the ground-truth R at ``size`` px, write ``out_dir/protocol-warp.mp4`` and
+    return the report. ``max_seconds`` prepares only the start of the clip (quick checks)."""
+    if syncnet_weights is not None and not Path(syncnet_weights).is_file():
+        raise FileNotFoundError(f"SyncNet weights not found at {syncnet_weights}")
+    from moda_core.metrics import MetricsReport, evaluate
+    from moda_core.metrics.follow import landmark_follow
+    from moda_core.models.audio_encoder import SAMPLE_RATE
+    from moda_core.preprocess import load_audio, prepare_video_sample
+    from moda_core.projection import project_repr
+    from moda_core.train.datasets import load_sample, read_frame, split_range
+    from moda_core.video import VideoWriter
+    from moda_core.warp_renderer import WarpRenderer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sample_dir = out / "sample"
+    if (sample_dir / "sample.json").is_file():
+        log(f"prepare: reusing {sample_dir}")
+    else:
+        summary = prepare_video_sample(video, sample_dir, fps=fps, models_dir=models_dir, max_seconds=max_seconds,
+                                       progress=progress)
+        log(f"prepare: {summary.num_frames} frames at {summary.fps:g} fps from {video}")
+    sample = load_sample(sample_dir)
+    held_out = split_range(sample.num_frames, "val", HELD_OUT_FRACTION)
+    start, count = held_out.start, len(held_out)
+    if count < 2:
+        raise ValueError(f"{video} gives only {sample.num_frames} frames; the protocol needs at least 2 held-out "
+                         f"frames (the last {HELD_OUT_FRACTION:.0%}), i.e. a clip of 10 frames or more")
+    reference_index = neutral_frame(sample.repr, split_range(sample.num_frames, "train", HELD_OUT_FRACTION))
+    subject = frame_subject(sample, reference_index)
+    truth = sample.repr.slice_time(start, start + count)
+    face, torso = (p[..., :2].numpy() for p in project_repr(truth, subject, face_center="canonical"))
+
+    renderer = WarpRenderer(subject, size=size, face_center="canonical")
+    wave, _ = load_audio(sample_dir / "audio.wav")
+    audio = wave[int(round(start / sample.fps * SAMPLE_RATE)):int(round((start + count) / sample.fps * SAMPLE_RATE))]
+    path = out / "protocol-warp.mp4"
+    frames = []
+    with VideoWriter(path, sample.fps, audio=(audio, SAMPLE_RATE)) as writer:
+        for first in range(0, count, batch_size):
+            batch = renderer.render_points(face[first:first + batch_size], torso[first:first + batch_size])
+            writer.write(batch)
+            frames.append(torch.from_numpy(batch))
+            if progress is not None:
+                progress("warp", first + len(batch), count)
+    generated = torch.cat(frames)
+    real = torch.stack([read_frame(sample, start + i, size) for i in range(count)])
+    full = evaluate(generated_frames=generated, reference_frames=real, target_points=face, reference_points=face,
+                    audio=audio, sample_rate=SAMPLE_RATE, fps=sample.fps, syncnet_weights=syncnet_weights,
+                    models_dir=models_dir)
+    kept = WARP_ROWS + (SYNC_ROWS if syncnet_weights is not None else ())
+    report = MetricsReport(row for row in full if row.name in kept)
+    floor = landmark_follow(real, face, models_dir, fps=sample.fps)
+    log(f"protocol (warp renderer): reference = frame {reference_index} (the most neutral of the first "
+        f"{1 - HELD_OUT_FRACTION:.0%} of the frames), {count} held-out frames from frame {start} rendered at {size} px from the "
+        f"tracked R; landmark follow of the real frames (MediaPipe's floor): {floor.value:.2f} px; video {path}")
+    return ProtocolResult(report, path, count)
