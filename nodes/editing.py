@@ -38,11 +38,13 @@ from .util import (
     list_user_files,
     resolve_user_file,
     save_target,
+    user_file_options,
     validate_user_file,
 )
 
 EDIT_CATEGORY = f"{CATEGORY}/Edit"
 CURVE_SUFFIXES = (".csv", ".json")
+CURVES_WHAT = ".csv or .json curves file"
 CURVE_FORMATS = ("csv", "json")
 TIME_UNITS = {"seconds": "s", "frames": "f"}
 MAX_FRAMES = 1_000_000
@@ -488,7 +490,7 @@ class MODAApplyCurves(io.ComfyNode):
                            "as written by MODA Export Curves, edited anywhere). Columns left out stay as they are; "
                            "the file must have as many frames as R.",
                            [repr_input(),
-                            io.Combo.Input("curves_file", options=list_curve_files(),
+                            io.Combo.Input("curves_file", options=user_file_options(list_curve_files(), CURVES_WHAT),
                                            tooltip="A curves .csv/.json in the input folder, or 'moda/... [output]' "
                                                    "for one written by MODA Export Curves."),
                             io.Int.Input("sample", default=-1, min=-1, max=4095, step=1,
@@ -513,8 +515,8 @@ class MODAApplyCurves(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, curves_file: str) -> bool | str:
-        return validate_user_file(cls.DISPLAY_NAME, "curves_file", curves_file, CURVE_SUFFIXES,
-                                  ".csv or .json curves file", "write it with MODA Export Curves")
+        return validate_user_file(cls.DISPLAY_NAME, "curves_file", curves_file, CURVE_SUFFIXES, CURVES_WHAT,
+                                  "write it with MODA Export Curves")
 
     @classmethod
     def fingerprint_inputs(cls, curves_file: str, **_):

@@ -17,10 +17,12 @@ from .util import (
     resolve_user_file,
     safetensors_header,
     save_target,
+    user_file_options,
     validate_user_file,
 )
 
 REPR_SUFFIXES = (".safetensors", ".npz")
+REPR_WHAT = ".safetensors or .npz R file"
 SAVE_FORMATS = ("safetensors", "npz", "safetensors + npz")
 
 
@@ -100,7 +102,7 @@ class MODALoadRepr(io.ComfyNode):
             description="Loads R (the talking representation) from a .safetensors or .npz file written by MODA "
                         "Save Repr or the moda CLI. Lists R files in the input folder and in output/moda/.",
             inputs=[
-                io.Combo.Input("repr_file", options=list_repr_files(),
+                io.Combo.Input("repr_file", options=user_file_options(list_repr_files(), REPR_WHAT),
                                tooltip="An R file from the input folder, or 'moda/... [output]' for one saved by "
                                        "MODA Save Repr. Other .safetensors files are not listed."),
             ],
@@ -119,8 +121,8 @@ class MODALoadRepr(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, repr_file: str) -> bool | str:
-        return validate_user_file(cls.DISPLAY_NAME, "repr_file", repr_file, REPR_SUFFIXES,
-                                  ".safetensors or .npz R file", "save it with MODA Save Repr")
+        return validate_user_file(cls.DISPLAY_NAME, "repr_file", repr_file, REPR_SUFFIXES, REPR_WHAT,
+                                  "save it with MODA Save Repr")
 
     @classmethod
     def fingerprint_inputs(cls, repr_file: str):

@@ -7,20 +7,24 @@ from __future__ import annotations
 import os
 
 import comfy.model_management
+import folder_paths
 import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
 from moda_core import preprocess
+from moda_core.authors_subject import REFERENCE_FILES, REPR_FILE, import_subject, is_authors_subject_folder
 from moda_core.drawing import draw_condition_frame
 from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
 from moda_core.subject import SUBJECT_FORMAT, Subject, SubjectError
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
-from .util import (expect, expect_images, file_fingerprint, list_user_files, log, progress_callback,
-                   require_mediapipe, resolve_user_file, safetensors_header, save_target)
+from .util import (MODEL_FOLDER, expect, expect_images, file_fingerprint, inside, list_user_files, log,
+                   progress_callback, register_model_folder, require_mediapipe, resolve_user_file,
+                   safetensors_header, save_target, user_file_options, validate_user_file)
 
 SUBJECT_SUFFIX = ".safetensors"
+SUBJECT_WHAT = "subject file"
 NAME_TOOLTIP = "A name stored in the subject (and in R made from it), shown by MODA Repr Info. May be empty."
 
 
@@ -185,7 +189,7 @@ class MODALoadSubject(io.ComfyNode):
             node_id="MODA_LoadSubject", display_name=cls.DISPLAY_NAME, category=CATEGORY,
             description="Loads a subject file written by MODA Save Subject or the moda CLI (subject.safetensors of "
                         "a prepared sample). Lists subject files in the input folder and in output/moda/.",
-            inputs=[io.Combo.Input("subject_file", options=list_subject_files(),
+            inputs=[io.Combo.Input("subject_file", options=user_file_options(list_subject_files(), SUBJECT_WHAT),
                                    tooltip="A subject file from the input folder, or 'moda/... [output]' for one "
                                            "saved by MODA Save Subject.")],
             outputs=[
@@ -209,9 +213,97 @@ class MODALoadSubject(io.ComfyNode):
         return io.NodeOutput(subject, subject_preview(subject))
 
     @classmethod
+    def validate_inputs(cls, subject_file: str) -> bool | str:
+        return validate_user_file(cls.DISPLAY_NAME, "subject_file", subject_file, (SUBJECT_SUFFIX,), SUBJECT_WHAT,
+                                  "save one with MODA Save Subject")
+
+    @classmethod
     def fingerprint_inputs(cls, subject_file: str):
         """Re-run when the file's bytes change (sha256, as core LoadAudio does)."""
         return file_fingerprint(lambda: cls._path(subject_file))
 
 
-NODES = [MODASubjectFromImage, MODASubjectFromVideo, MODASaveSubject, MODALoadSubject]
+# ---------------------------------------------------------------- the authors' subject folders
+NO_AUTHORS_FOLDER = "(no authors' subject folder in models/moda)"
+
+
+def model_folders() -> list[str]:
+    """Every models/moda folder (the default one and those from extra_model_paths.yaml)."""
+    register_model_folder()
+    return list(folder_paths.get_folder_paths(MODEL_FOLDER))
+
+
+def list_authors_subject_folders() -> list[str]:
+    """Folders under models/moda (any depth) holding the authors' repr.npz and reference.pth (or .png), as
+    ``<person>`` or ``<sub>/<person>`` paths relative to their models/moda folder."""
+    found = []
+    for root in model_folders():
+        for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if dirpath != root and is_authors_subject_folder(dirpath):
+                found.append(os.path.relpath(dirpath, root).replace(os.sep, "/"))
+    return sorted(set(found))
+
+
+class MODALoadAuthorsSubject(io.ComfyNode):
+    DISPLAY_NAME = "MODA Load Authors Subject"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_LoadAuthorsSubject", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Loads a subject as the MODA authors ship it: a folder in models/moda (e.g. models/moda/"
+                        "cathy/, which MODA Download Weights fills from the authors' release) holding repr.npz "
+                        "(template, mean head motion and shoulders) and reference.pth (the reference image their "
+                        "renderer was trained with; reference.png also works). Their renderer for that person "
+                        "then reproduces their result. reference.pth is read without running code from it.",
+            inputs=[io.Combo.Input("subject_folder", options=list_authors_subject_folders() or [NO_AUTHORS_FOLDER],
+                                   tooltip="A folder in models/moda holding repr.npz and reference.pth.")],
+            outputs=[
+                MODA_SUBJECT.Output("subject", display_name="subject",
+                                    tooltip="The authors' subject: their template, means (float64) and reference."),
+                io.Image.Output("preview", display_name="preview",
+                                tooltip="[1, 512, 512, 3]: the reference with the mean face and shoulders."),
+            ],
+        )
+
+    @classmethod
+    def _path(cls, subject_folder: str) -> str:
+        for root in model_folders():
+            path = os.path.join(root, subject_folder)
+            if not inside(path, root):
+                raise node_error(cls.DISPLAY_NAME, "subject_folder", f"{subject_folder!r} points outside models/moda",
+                                 "pick a folder from the list")
+            if os.path.isdir(path):
+                return path
+        raise node_error(cls.DISPLAY_NAME, "subject_folder", f"folder {subject_folder!r} not found in models/moda",
+                         "put the authors' repr.npz and reference.pth in models/moda/<person>/ (or download them "
+                         "with MODA Download Weights, source: the authors' release) and refresh")
+
+    @classmethod
+    def execute(cls, subject_folder: str) -> io.NodeOutput:
+        try:
+            subject = import_subject(cls._path(subject_folder))
+        except SubjectError as err:
+            raise node_error(cls.DISPLAY_NAME, "subject_folder", f"cannot load {subject_folder!r}: {err}",
+                             "replace the damaged file with the authors' original") from err
+        return io.NodeOutput(subject, subject_preview(subject))
+
+    @classmethod
+    def validate_inputs(cls, subject_folder: str) -> bool | str:
+        if subject_folder == NO_AUTHORS_FOLDER:
+            return str(node_error(cls.DISPLAY_NAME, "subject_folder", "no authors' subject folder in models/moda yet",
+                                  "download one with MODA Download Weights (source: the authors' release) or put "
+                                  "repr.npz and reference.pth in models/moda/<person>/, then refresh"))
+        return True
+
+    @classmethod
+    def fingerprint_inputs(cls, subject_folder: str):
+        """Re-run when repr.npz or the reference changes (sha256 of each)."""
+        def digest(name: str):
+            return file_fingerprint(lambda: os.path.join(cls._path(subject_folder), name))
+
+        return "|".join(str(digest(name)) for name in (REPR_FILE, *REFERENCE_FILES))
+
+
+NODES = [MODASubjectFromImage, MODASubjectFromVideo, MODASaveSubject, MODALoadSubject, MODALoadAuthorsSubject]

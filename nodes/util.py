@@ -305,10 +305,22 @@ def resolve_user_file(display_name: str, input_name: str, name: str) -> str:
     return path
 
 
+def no_user_file_choice(what: str) -> str:
+    """The one option of a user-file combo with nothing to list (an empty list shows 'undefined')."""
+    return f"(no {what} in input/ or output/moda/)"
+
+
+def user_file_options(files: list[str], what: str) -> list[str]:
+    return list(files) or [no_user_file_choice(what)]
+
+
 def validate_user_file(display_name: str, input_name: str, name, suffixes: tuple[str, ...], what: str,
                        made_by: str) -> bool | str:
     """``validate_inputs`` of a :func:`list_user_files` combo: True, or why ``name`` cannot be used. ``what``
     names the kind of file (``is not a <what>``), ``made_by`` how one is written into output/moda/."""
+    if name == no_user_file_choice(what):
+        return str(node_error(display_name, input_name, f"no {what} in the input folder or output/moda/ yet",
+                              f"put one in the input folder (or {made_by}) and refresh"))
     if not isinstance(name, str) or not name.endswith(tuple(s + t for s in suffixes
                                                             for t in ("", " [output]", " [input]"))):
         return str(node_error(display_name, input_name, f"{name!r} is not a {what}", "pick one from the list"))

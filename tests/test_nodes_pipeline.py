@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from comfy_harness import *  # noqa: F401,F403  (fixtures)
-from comfy_harness import REPO_ROOT, fingerprint, run_node
+from comfy_harness import REPO_ROOT, ValidationFailed, fingerprint, run_node
 from PIL import Image
 from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, moda_dir)
 from scipy.io import wavfile
@@ -280,8 +280,12 @@ def test_save_and_load_subject(moda_nodes, comfy_dirs, photo_subject):
     assert fingerprint(load, subject_file="mine.safetensors") == fingerprint(load, subject_file="mine.safetensors")
     with pytest.raises(ValueError, match="^MODA Load Subject: input 'subject_file': cannot load 'motion.safetensors'"):
         run_node(load, subject_file="motion.safetensors")
-    with pytest.raises(ValueError, match="points outside the input and output folders"):
+    with pytest.raises(ValidationFailed, match="^MODA Load Subject: input 'subject_file': '../x.safetensors' points "
+                                               "outside the input and output folders"):
         run_node(load, subject_file="../x.safetensors")
+    with pytest.raises(ValidationFailed, match="^MODA Load Subject: input 'subject_file': file 'gone.safetensors' "
+                                               "not found, put it in the input folder"):
+        run_node(load, subject_file="gone.safetensors")
     with pytest.raises(ValueError, match="^MODA Save Subject: input 'filename_prefix'"):
         run_node(moda_nodes["MODA_SaveSubject"], subject=photo_subject, filename_prefix="../up")
 

@@ -181,6 +181,24 @@ def test_load_repr_validation_names_node_and_file(moda_nodes, comfy_dirs):
     assert math.isnan(fingerprint(node, repr_file="gone.npz"))
 
 
+@pytest.mark.parametrize("node_id, input_name, what, made_by", [
+    ("MODA_LoadRepr", "repr_file", ".safetensors or .npz R file", "save it with MODA Save Repr"),
+    ("MODA_LoadSubject", "subject_file", "subject file", "save one with MODA Save Subject"),
+    ("MODA_ApplyCurves", "curves_file", ".csv or .json curves file", "write it with MODA Export Curves")])
+def test_empty_file_list_shows_what_is_missing(moda_nodes, comfy_dirs, node_id, input_name, what, made_by):
+    """No file to list: one placeholder (an empty list shows 'undefined' in the frontend) that validation
+    explains."""
+    node = moda_nodes[node_id]
+    info = node.GET_NODE_INFO_V1()["input"]["required"][input_name][1]
+    placeholder = f"(no {what} in input/ or output/moda/)"
+    assert info["options"] == [placeholder]
+    message = node.validate_inputs(**{input_name: placeholder})
+    assert message == (f"{node.DISPLAY_NAME}: input '{input_name}': no {what} in the input folder or output/moda/ "
+                       f"yet, put one in the input folder (or {made_by}) and refresh")
+    gone = "gone.json" if node_id == "MODA_ApplyCurves" else "gone.safetensors"
+    assert f"file '{gone}' not found" in node.validate_inputs(**{input_name: gone})
+
+
 def test_load_repr_damaged_file_names_node_and_file(moda_nodes, comfy_dirs):
     (comfy_dirs.input / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     with pytest.raises(ValueError, match=r"^MODA Load Repr: input 'repr_file': cannot load 'bad.safetensors': "):
