@@ -391,7 +391,7 @@ def _write_record(folder: Path, drive: DriveFile, kind: str, targets: list[Path]
 def _gdown(drive: DriveFile, staged: Path, progress: Progress) -> None:
     import gdown
 
-    gdown.download(id=drive.drive_id, output=str(staged), quiet=True, resume=True,
+    gdown.download(id=drive.drive_id, output=str(staged), quiet=True, resume=True, timeout=60, retries=2,
                    progress=lambda done, total: progress(drive.progress_name, done, total))
 
 
@@ -498,6 +498,10 @@ def _import_subject(folder: Path, outcome: Outcome) -> None:
         outcome.lines.append(f"subject not imported: {subject_dir} lacks "
                              f"{' or '.join(n for n in _SUBJECT if not (subject_dir / n).is_file())}")
         return
-    subject = import_subject(subject_dir, name=PERSON)
+    try:
+        subject = import_subject(subject_dir, name=PERSON)
+    except ValueError as err:
+        raise DownloadError(f"Cathy's subject files in {subject_dir} do not import: {err}. Delete them and run "
+                            "again if the download was damaged.", "source") from None
     path = subject.save(folder / SUBJECT_TARGET)
     outcome.add(path, f"wrote: {path} (Cathy's subject imported from repr.npz and reference.pth)")

@@ -163,6 +163,17 @@ def test_wrong_or_truncated_download_is_named_and_deleted(tmp_path, drive, conte
     assert not (tmp_path / "renderer").exists()
 
 
+def test_damaged_subject_file_is_an_error_and_writes_no_subject(tmp_path, drive, authors_payloads):
+    with np.load(io.BytesIO(authors_payloads["repr"])) as npz:
+        means = {k: npz[k] for k in npz.files if k != "shoulder"}
+    buffer = io.BytesIO()
+    np.savez(buffer, **means)
+    drive.files[dl.AUTHORS_FILES[4].drive_id] = buffer.getvalue()
+    with pytest.raises(dl.DownloadError, match=r"Cathy's subject files in .*cathy do not import: .*shoulder"):
+        _authors(tmp_path, files=["repr.npz"])
+    assert not (tmp_path / "cathy" / "subject.safetensors").exists()
+
+
 def test_authors_interrupted_then_resumed(tmp_path, drive, authors_payloads):
     moda_id = dl.AUTHORS_FILES[1].drive_id
     drive.cut[moda_id] = 12288
