@@ -48,31 +48,31 @@ def seeded_draws(seed: int, window_frames: list[int], latent: int) -> list[torch
 
 
 def test_replay_equals_the_seeded_run(models, subject, speech, tmp_path):
-    """Several windows (2 s windows every 1 s here, to stay fast; 20 s / 10 s in use): window after window the
-    recorded draw replaces exactly what the seeded generator would have drawn."""
+    """Several windows (1 s windows every 0.5 s here, to stay fast; 20 s / 10 s in use): window after window
+    the recorded draw replaces exactly what the seeded generator would have drawn."""
     from moda_core.models.audio_encoder import normalise_waveform
     from moda_core.models.moda import generate_motion
 
     latent = models.moda.config.hidden_size
-    inputs = normalise_waveform(torch.from_numpy(speech[: int(3.5 * RATE)]))   # windows of 60, 60 and 45 frames
+    inputs = normalise_waveform(torch.from_numpy(speech[: int(1.9 * RATE)]))   # windows of 30, 30 and 27 frames
     style = subject.style_vector()
-    windows = dict(window_seconds=2.0, hop_seconds=1.0)
+    windows = dict(window_seconds=1.0, hop_seconds=0.5)
     seeded = generate_motion(models.moda, inputs, style, generator=torch.Generator().manual_seed(5), **windows)
-    noise = RecordedNoise(tuple(seeded_draws(5, [60, 60, 45], latent)), source="three.safetensors")
+    noise = RecordedNoise(tuple(seeded_draws(5, [30, 30, 27], latent)), source="three.safetensors")
     replayed = generate_motion(models.moda, inputs, style, noise_fn=noise.window_noise(0), **windows)
     for track in ("lip", "eye", "head", "torso"):
         assert torch.equal(getattr(replayed, track), getattr(seeded, track)), track
     shifted = RecordedNoise((noise.windows[0], noise.windows[1], -noise.windows[2]))
     changed = generate_motion(models.moda, inputs, style, noise_fn=shifted.window_noise(0), **windows)
-    assert torch.equal(changed.head[:60], seeded.head[:60]) and not torch.equal(changed.head[60:], seeded.head[60:])
+    assert torch.equal(changed.head[:30], seeded.head[:30]) and not torch.equal(changed.head[30:], seeded.head[30:])
     with pytest.raises(NoiseFileError, match="three.safetensors: holds 2 window"):
         generate_motion(models.moda, inputs, style, noise_fn=RecordedNoise(noise.windows[:2], "three.safetensors")
                         .window_noise(0), **windows)
 
     # through predict_motion (one window here), two samples, from a file: sample i replays seed 5 + i
-    wave = speech[: int(2.5 * RATE)]                                            # 75 frames
+    wave = speech[:RATE]                                                        # 30 frames
     seeded = predict_motion(models.moda, wave, subject, seed=5, num_samples=2)
-    draws = torch.cat([seeded_draws(seed, [75], latent)[0] for seed in (5, 6)])
+    draws = torch.cat([seeded_draws(seed, [30], latent)[0] for seed in (5, 6)])
     path = RecordedNoise((draws,)).save(tmp_path / "noise.safetensors")
     replayed = predict_motion(models.moda, wave, subject, seed=999, num_samples=2, noise=path)
     for track in ("mouth", "eyes", "head_pose", "torso"):

@@ -89,7 +89,8 @@ CORE_NODES: dict[str, dict] = {
 EXTRA_WIDGET_VALUES = {"LoadImage": 1, "LoadVideo": 1, "LoadAudio": 2, "PreviewAny": 3}
 FILE_PICKERS = {("LoadImage", "image"), ("LoadAudio", "audio"), ("LoadVideo", "file"), ("MODA_LoadRepr", "repr_file"),
                 ("MODA_LoadSubject", "subject_file"), ("MODA_LoadMODAModel", "weights"), ("MODA_LoadFaCo", "weights"),
-                ("MODA_LoadRenderer", "weights"), ("MODA_LoadAudioEncoder", "weights")}
+                ("MODA_LoadRenderer", "weights"), ("MODA_LoadAudioEncoder", "weights"),
+                ("MODA_LoadAuthorsSubject", "subject_folder")}
 UI_ONLY_NODES = {"Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -574,6 +575,22 @@ def test_shipped_widget_values_line_up_with_frontend_widgets(ui_path, specs):
         for widget, value in zip(expected, values):
             if widget.endswith(":control_after_generate"):
                 assert value in CONTROL_VALUES, f"node {node['id']} ({node['type']}): {widget} = {value!r}"
+
+
+CORE_SAVE_NODES = {"SaveVideo", "SaveImage"}
+
+
+@pytest.mark.parametrize("ui_path", _shipped_ui_files(), ids=lambda p: p.stem)
+def test_shipped_workflows_save_under_output_moda(ui_path, moda_nodes):
+    """Core save nodes get a 'moda/' prefix; the pack's save nodes add output/moda/ themselves (no second one)."""
+    prompt = load_pair(ui_path)[1]
+    saves = {k: n for k, n in prompt.items() if "filename_prefix" in n["inputs"]}
+    for node_id, node in saves.items():
+        prefix = node["inputs"]["filename_prefix"]
+        if node["class_type"] in CORE_SAVE_NODES:
+            assert prefix.startswith("moda/"), f"node {node_id}: {prefix!r} is not under output/moda/"
+        else:
+            assert node["class_type"] in moda_nodes and not prefix.startswith("moda/"), (node_id, prefix)
 
 
 def _execute_api(prompt: dict, moda_nodes: dict) -> dict:
