@@ -139,16 +139,21 @@ def select_authors_files(names: Sequence[str] = ()) -> list[DriveFile]:
 
 
 # ----------------------------------------------------------------------------------------- shared helpers
-def _is_network_error(err: BaseException) -> bool:
-    """Connection, DNS, timeout or offline mode (as opposed to an answer such as 404)."""
+def _is_network_error(err: BaseException | None) -> bool:
+    """Connection, DNS, timeout or offline mode (as opposed to an answer such as 404), also when wrapped (gdown's
+    "Download failed after N retries" carries the connection error as its cause)."""
     from huggingface_hub import errors
 
-    if isinstance(err, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, ConnectionError,
-                        TimeoutError)):
-        return True
-    names = {cls.__module__.split(".")[0] + "." + cls.__name__ for cls in type(err).__mro__}
-    return bool(names & {"requests.ConnectionError", "requests.Timeout", "httpx.TransportError",
-                         "httpx2.TransportError", "urllib3.HTTPError", "socket.gaierror"})
+    while err is not None:
+        if isinstance(err, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, ConnectionError,
+                            TimeoutError)):
+            return True
+        names = {cls.__module__.split(".")[0] + "." + cls.__name__ for cls in type(err).__mro__}
+        if names & {"requests.ConnectionError", "requests.Timeout", "httpx.TransportError",
+                    "httpx2.TransportError", "urllib3.HTTPError", "socket.gaierror"}:
+            return True
+        err = err.__cause__
+    return False
 
 
 def _reason(err: BaseException) -> str:
