@@ -11,6 +11,11 @@ Authors' style (moda-official-facts.md §2.9), in RGB as the renderer sees it, o
 Lines are 8-connected (no anti-aliasing), end points truncated toward zero. ``style="antialiased"`` draws the
 same lines with anti-aliasing (not what the released renderer saw). Other canvas sizes are drawn at 512 and
 area-resized, as the golden renderer vectors were made.
+
+Independent of the OpenCV version: OpenCV >= 4.13 (and 5.x, which current mediapipe brings) clips a thick
+line before rasterising it, so 2-px lines with an end off the canvas come out differently from the OpenCV 4.10
+the authors used. Those segments are rasterised here the way 4.10 does (:func:`_thick_segment`); lines inside
+the canvas and 1-px lines are the same in every version and go to ``cv2.polylines``.
 """
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ import torch
 from moda_core.landmarks import connection_groups
 
 DRAW_SIZE = 512
+_FIXED_BITS = 16                 # OpenCV's sub-pixel precision for polygon vertices
+_FIXED_ONE = 1 << _FIXED_BITS
+_FIXED_LIMIT = 30000             # px; beyond this fixed-point vertices overflow int32, OpenCV draws those itself
 GREY, WHITE, GREEN, RED, SHOULDER = (128, 128, 128), (224, 224, 224), (48, 255, 48), (255, 48, 48), (225, 225, 225)
 
 
@@ -69,11 +77,46 @@ def draw_condition_frame(face_xy: np.ndarray, torso_xy: np.ndarray | None = None
     image = np.zeros((DRAW_SIZE, DRAW_SIZE, 3), np.uint8) if canvas is None else canvas
     face = np.trunc(np.asarray(face_xy, dtype=np.float64)).astype(np.int32)
     for stroke in _face_strokes():
-        cv2.polylines(image, face[stroke.edges], False, stroke.color, stroke.thickness, line_type)  # [E, 2, 2]
+        _draw_segments(image, face[stroke.edges], stroke.color, stroke.thickness, line_type)  # [E, 2, 2]
     if torso_xy is not None:
         torso = np.trunc(np.asarray(torso_xy, dtype=np.float64)).astype(np.int32)
-        cv2.polylines(image, torso[_SHOULDER_EDGES], False, SHOULDER, 2, line_type)
+        _draw_segments(image, torso[_SHOULDER_EDGES], SHOULDER, 2, line_type)
     return image
+
+
+def _draw_segments(image: np.ndarray, segments: np.ndarray, color, thickness: int, line_type: int) -> None:
+    """Draw ``[E, 2, 2]`` integer segments; thick 8-connected ones leaving the canvas as OpenCV 4.10 does."""
+    if thickness == 1 or line_type != cv2.LINE_8:
+        cv2.polylines(image, segments, False, color, thickness, line_type)
+        return
+    height, width = image.shape[:2]
+    inside = ((segments >= 0) & (segments < (width, height))).all(axis=(1, 2))
+    far = (np.abs(segments) > _FIXED_LIMIT).any(axis=(1, 2))
+    native = inside | far
+    if native.any():
+        cv2.polylines(image, segments[native], False, color, thickness, line_type)
+    for start, end in segments[~native]:
+        _thick_segment(image, start, end, color, thickness)
+
+
+def _thick_segment(image: np.ndarray, start: np.ndarray, end: np.ndarray, color, thickness: int) -> None:
+    """OpenCV 4.10's thick 8-connected line, unclipped: a rectangle of half-width ``thickness / 2`` around the
+    segment (vertices in 16-bit fixed point, the perpendicular offset rounded half to even) filled as a convex
+    polygon, plus a filled round cap of radius ``round(thickness / 2)`` on each end point."""
+    p0 = start.astype(np.int64) << _FIXED_BITS
+    p1 = end.astype(np.int64) << _FIXED_BITS
+    dx = float(p0[0] - p1[0]) / _FIXED_ONE
+    dy = float(p1[1] - p0[1]) / _FIXED_ONE
+    length_sq = dx * dx + dy * dy
+    half_width = (thickness << (_FIXED_BITS - 1)) + (thickness & 1) * _FIXED_ONE * 0.5
+    if length_sq > np.finfo(np.float64).eps:
+        scale = half_width / np.sqrt(length_sq)
+        offset = np.array([np.rint(dy * scale), np.rint(dx * scale)], np.int64)
+        corners = np.stack([p0 + offset, p0 - offset, p1 - offset, p1 + offset]).astype(np.int32)
+        cv2.fillConvexPoly(image, corners, color, cv2.LINE_8, _FIXED_BITS)
+    radius = ((thickness << (_FIXED_BITS - 1)) + (_FIXED_ONE >> 1)) >> _FIXED_BITS
+    for point in (start, end):
+        cv2.circle(image, (int(point[0]), int(point[1])), radius, color, -1, cv2.LINE_8)
 
 
 def draw_condition_images(face_xy: torch.Tensor | np.ndarray, torso_xy: torch.Tensor | np.ndarray | None = None,

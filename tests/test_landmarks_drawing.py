@@ -91,6 +91,22 @@ def test_small_mesh_pixels_and_shoulders():
     assert torch.allclose(as_float[0, 100, 150], torch.tensor(drawing.WHITE) / 255.0)
 
 
+def test_thick_lines_leaving_the_canvas_match_opencv_4_10():
+    """2-px lines with an end off the canvas come out as OpenCV 4.10 (the authors' version) drew them, whatever
+    OpenCV is installed (>= 4.13 clips them first and draws other pixels). Hashes made with 4.10: see the file."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    reference = json.loads((Path(__file__).parent / "data" / "opencv410_thick_lines.json").read_text())
+    segments = np.asarray(reference["segments"], np.int32)
+    assert len(segments) > 100 and not ((segments >= 0) & (segments < drawing.DRAW_SIZE)).all(axis=(1, 2)).any()
+    for segment, expected in zip(segments, reference["sha256_16"]):
+        canvas = np.zeros((drawing.DRAW_SIZE, drawing.DRAW_SIZE), np.uint8)
+        drawing._draw_segments(canvas, segment[None], (255,), 2, cv2.LINE_8)
+        assert hashlib.sha256(np.packbits(canvas > 0).tobytes()).hexdigest()[:16] == expected, segment.tolist()
+
+
 def test_drawing_input_errors():
     with pytest.raises(ValueError, match=r"face_xy must be \[T, 478, 2\]"):
         drawing.draw_condition_images(np.zeros((2, 468, 2)))
