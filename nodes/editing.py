@@ -43,6 +43,7 @@ from .util import (
 )
 
 EDIT_CATEGORY = f"{CATEGORY}/Edit"
+INSPECT_CATEGORY = f"{CATEGORY}/Inspect"        # nodes that read R without changing it
 CURVE_SUFFIXES = (".csv", ".json")
 CURVES_WHAT = ".csv or .json curves file"
 CURVE_FORMATS = ("csv", "json")
@@ -115,8 +116,8 @@ def axes_input(default: str):
 
 
 def edit_schema(cls, node_id: str, description: str, inputs: list, outputs: list | None = None,
-                is_output_node: bool = False) -> io.Schema:
-    return io.Schema(node_id=node_id, display_name=cls.DISPLAY_NAME, category=EDIT_CATEGORY,
+                is_output_node: bool = False, category: str = EDIT_CATEGORY) -> io.Schema:
+    return io.Schema(node_id=node_id, display_name=cls.DISPLAY_NAME, category=category,
                      description=description, inputs=inputs, outputs=outputs or [repr_output()],
                      is_output_node=is_output_node)
 
@@ -462,7 +463,7 @@ class MODAExportCurves(io.ComfyNode):
                             subject_input()],
                            outputs=[io.String.Output("path", display_name="path",
                                                      tooltip="Full path of the curves file written.")],
-                           is_output_node=True)
+                           is_output_node=True, category=INSPECT_CATEGORY)
 
     @classmethod
     def execute(cls, repr: TalkingRepr, filename_prefix: str, format: str, sample: int,
@@ -685,7 +686,7 @@ class MODAMeasureBlinks(io.ComfyNode):
                                     io.String.Output("summary", display_name="summary",
                                                      tooltip="Multi-line text: blink count, rate and times per "
                                                              "sample, eye and mouth openness (connect to Preview "
-                                                             "as Text).")])
+                                                             "as Text).")], category=INSPECT_CATEGORY)
 
     @classmethod
     def execute(cls, repr: TalkingRepr, threshold: float, sample: int,

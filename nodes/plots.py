@@ -11,7 +11,7 @@ from moda_core.editing.plots import PLOT_TRACKS
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
-from .editing import EDIT_CATEGORY, SUBJECT_ACTION, edit_errors
+from .editing import INSPECT_CATEGORY, SUBJECT_ACTION, edit_errors
 from .types import MODA_REPR, MODA_SUBJECT, node_error
 from .util import check_repr, check_sample, check_subject, progress_callback
 
@@ -26,7 +26,7 @@ class MODAPlotCurves(io.ComfyNode):
         return io.Schema(
             node_id="MODA_PlotCurves",
             display_name=cls.DISPLAY_NAME,
-            category=EDIT_CATEGORY,
+            category=INSPECT_CATEGORY,
             description="Draws R's curves over time as an image: head rotation, translation and scale, eye "
                         "openness per eye, mouth openness. Connect the R before an edit to 'before' to see it dashed "
                         "under the edited curves.",
@@ -86,7 +86,7 @@ class MODAOverlayLandmarks(io.ComfyNode):
         return io.Schema(
             node_id="MODA_OverlayLandmarks",
             display_name=cls.DISPLAY_NAME,
-            category=EDIT_CATEGORY,
+            category=INSPECT_CATEGORY,
             description="Draws R's face mesh and shoulders, posed by its head pose, over the subject's reference "
                         "photo: a quick preview of an edit before rendering (every n-th frame).",
             inputs=[

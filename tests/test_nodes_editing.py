@@ -80,10 +80,12 @@ def infos(moda_nodes):
     return {node_id: object_info(moda_nodes[node_id]) for node_id in EDIT_NODES | OTHER_NODES}
 
 
-def test_nodes_are_registered_under_moda_edit(moda_nodes, infos):
+def test_nodes_are_registered_under_moda_edit_and_inspect(moda_nodes, infos):
+    """Nodes that change R sit in MODA/Edit; those that only read it (plots, measures, export) in MODA/Inspect."""
     assert EDIT_NODES | OTHER_NODES <= set(moda_nodes)
     for node_id, info in infos.items():
-        assert info["category"] == "MODA/Edit" and info["display_name"].startswith("MODA "), node_id
+        assert info["category"] == ("MODA/Edit" if node_id in EDIT_NODES else "MODA/Inspect"), node_id
+        assert info["display_name"].startswith("MODA "), node_id
         assert len(info["description"]) > 60, node_id
         for category in ("required", "optional"):
             for name, (_, options) in info["input"].get(category, {}).items():
