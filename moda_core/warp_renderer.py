@@ -20,6 +20,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from scipy.sparse import coo_matrix
 from scipy.spatial import Delaunay
 
 from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER, CANONICALISATION_FACE_CENTER, IMAGE_SIZE
@@ -54,6 +55,7 @@ class WarpConfig:
     eye_close_full: float = 0.75             # closure where the lid covers the eye completely
     eye_feather: float = 1.5
     max_regularise_steps: int = 8
+    smoothing_steps: int = 60                # unfolding iterations (motion smoothed over flipping triangles)
 
     def __post_init__(self):
         if self.map_size < 16:
@@ -228,6 +230,12 @@ class WarpRenderer:
         n_fixed_start = self.n_face + self.n_torso + self.n_mid + self.n_ring
         self.fixed = np.zeros(len(self.source), dtype=bool)
         self.fixed[n_fixed_start:] = True
+        edges = triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        n = len(self.source)
+        adjacency = coo_matrix((np.ones(len(edges) * 2), (np.concatenate([edges[:, 0], edges[:, 1]]),
+                                                           np.concatenate([edges[:, 1], edges[:, 0]]))), shape=(n, n))
+        self.adjacency = (adjacency.tocsr() > 0).astype(np.float64)
+        self.degree = np.asarray(self.adjacency.sum(1)).reshape(-1, 1)
 
         self.mouth_width_src = float(np.linalg.norm(face[MOUTH_CORNERS[0]] - face[MOUTH_CORNERS[1]]))
         self.mouth_open_src = self._mouth_opening(face[None])[0]
@@ -329,13 +337,28 @@ class WarpRenderer:
         return (signed_areas(points, self.triangles) <= 0) & self.checked
 
     def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
-        """Vertices of flipping triangles are pulled toward the rigid motion, then (if still flipping, e.g. a ring
-        point pushed past the fixed border) toward their place in the reference; only the offenders move."""
+        """Unfold the mesh: the motion of vertices of flipping triangles (e.g. the far cheek and nose of a turned
+        head, where the 2-D projection folds over itself) is smoothed toward their neighbours' motion, the region
+        growing until nothing flips; what still flips is pulled toward the rigid head motion, then toward its place
+        in the reference (e.g. a ring point pushed past the fixed border). Only offenders and their rings move."""
         out = target.copy()
         steps = self.config.max_regularise_steps
+        movable = ~self.fixed
         for b in range(out.shape[0]):
             points = out[b]
             flipped = self._flipped(points)
+            for it in range(self.config.smoothing_steps):
+                if not flipped.any():
+                    break
+                offenders = np.zeros(len(points), dtype=bool)
+                offenders[self.triangles[flipped]] = True
+                for _ in range(it // 10):                                 # stubborn folds: smooth a wider ring
+                    offenders |= (self.adjacency @ offenders.astype(np.float64)) > 0
+                offenders &= movable
+                motion = points - self.source
+                average = (self.adjacency @ motion) / self.degree
+                points[offenders] = self.source[offenders] + 0.5 * (motion[offenders] + average[offenders])
+                flipped = self._flipped(points)
             for goal in (rigid[b], self.source):
                 step = 0
                 while flipped.any() and step < steps:
@@ -529,7 +552,7 @@ class WarpRenderer:
         region += lash[..., None] * (lid.astype(np.float32) * 0.45 - region)
 
 
-def source_points(subject: Subject, face_center: Sequence[float] = AUTHORS_INFERENCE_FACE_CENTER
+def source_points(subject: Subject, face_center: Sequence[float] | str = AUTHORS_INFERENCE_FACE_CENTER
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The subject's own face ``[478, 2]`` and torso ``[18, 2]`` in its reference crop (512 px), placed as if
     projected with ``face_center``.
@@ -540,7 +563,9 @@ def source_points(subject: Subject, face_center: Sequence[float] = AUTHORS_INFER
     import torch
 
     from moda_core.geometry import canonical_to_image
+    from moda_core.projection import resolve_face_center
 
+    face_center = resolve_face_center(face_center)
     pose = subject.mean_head_pose.to(torch.float64)
     template = subject.template.to(torch.float64)
     projected = canonical_to_image(template, pose, face_center=face_center)[:, :2]

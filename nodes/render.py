@@ -12,7 +12,7 @@ from moda_core.pipeline import PasteBack, reference_at, render_batch
 from moda_core.render_settings import RenderSettings
 from moda_core.subject import Subject
 
-from .types import CATEGORY, MODA_RENDERER, MODA_SUBJECT, node_error
+from .types import CATEGORY, MODA_POINTS, MODA_RENDERER, MODA_SUBJECT, node_error
 from .util import expect, expect_images, expect_net, progress_callback
 
 PASTE_CHUNK = 16                         # frames pasted between progress updates / cancel checks
@@ -85,6 +85,55 @@ class MODARender(io.ComfyNode):
                 precision=renderer.precision)))
 
 
+class MODAWarpRender(io.ComfyNode):
+    DISPLAY_NAME = "MODA Warp Render"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MODA_WarpRender", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            description="Renders the talking portrait with no renderer weights: the subject's reference crop is "
+                        "warped, frame by frame, so its face and shoulders follow the projected points (works for "
+                        "any photo, no training). The mouth gets an interior when it opens beyond the photo's and "
+                        "the eyelids close over the eyes in blinks.",
+            inputs=[
+                MODA_POINTS.Input("points", tooltip="Projected points from MODA Pose Transform and Projection "
+                                                    "(its 'points' output)."),
+                MODA_SUBJECT.Input("subject", tooltip="The person: its reference crop is what gets warped; use the "
+                                                      "same subject as for the projection."),
+                io.Int.Input("size", default=512, min=64, max=2048, step=2,
+                             tooltip="Output frame size in px (the 512 crop is resampled to it)."),
+                io.Int.Input("batch_size", default=8, min=1, max=256, step=1,
+                             tooltip="Frames warped between progress updates / cancel checks. The result does not "
+                                     "depend on it."),
+            ],
+            outputs=[io.Image.Output("images", display_name="images",
+                                     tooltip="The warped frames [T, size, size, 3] in 0..1.")],
+        )
+
+    @classmethod
+    def execute(cls, points: dict, subject: Subject, size: int, batch_size: int) -> io.NodeOutput:
+        from moda_core.warp_renderer import WarpRenderer
+
+        name = cls.DISPLAY_NAME
+        if not isinstance(points, dict) or not {"face_xy", "torso_xy"} <= points.keys():
+            raise node_error(name, "points", f"expected projected points, got {type(points).__name__}",
+                             "connect MODA Pose Transform and Projection's 'points' output")
+        expect(name, "subject", subject, Subject, "a Subject", "MODA_SUBJECT")
+        face = torch.as_tensor(points["face_xy"]).to("cpu", torch.float64)
+        torso = torch.as_tensor(points["torso_xy"]).to("cpu", torch.float64)
+        if face.ndim != 3 or face.shape[1:] != (478, 2) or torso.shape != (face.shape[0], 18, 2):
+            raise node_error(name, "points", f"face_xy {list(face.shape)} / torso_xy {list(torso.shape)} are not "
+                             "[T, 478, 2] / [T, 18, 2]", "connect MODA Pose Transform and Projection's 'points'")
+        if not (torch.isfinite(face).all() and torch.isfinite(torso).all()):
+            raise node_error(name, "points", "they contain NaN or infinite values",
+                             "check R's head-pose curves (scale must be > 0) and edits upstream")
+        warp = WarpRenderer(subject, size, face_center=points.get("face_center", "authors"))
+        torso = torso.numpy()
+        return io.NodeOutput(_map_chunks(face, batch_size, lambda start, chunk: torch.from_numpy(warp.render_points(
+            chunk.numpy(), torso[start:start + chunk.shape[0]]))))
+
+
 class MODAPasteBack(io.ComfyNode):
     DISPLAY_NAME = "MODA Paste Back"
 
@@ -123,4 +172,4 @@ class MODAPasteBack(io.ComfyNode):
                                          lambda start, chunk: paste(chunk.to("cpu", torch.float32))))
 
 
-NODES = [MODARender, MODAPasteBack]
+NODES = [MODARender, MODAWarpRender, MODAPasteBack]

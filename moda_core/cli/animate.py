@@ -19,6 +19,10 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
                         help="folder with moda/faco/renderer .safetensors (default: $MODA_WEIGHTS_DIR or "
                              "~/.cache/moda/weights)")
     parser.add_argument("--out", type=Path, required=True, help="output .mp4")
+    parser.add_argument("--renderer", choices=["neural", "warp"], default=None,
+                        help="neural: the trained per-person renderer (renderer.safetensors); warp: warps the "
+                             "photo itself, any face, no renderer weights (default: neural when the weights folder "
+                             "has a renderer, else warp)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="renderer precision (bf16 is fast on recent CPUs and GPUs)")
@@ -75,10 +79,24 @@ def register(subparsers) -> None:
     render.set_defaults(func=run_render)
 
 
+def choose_renderer(args) -> str:
+    """``--renderer``, else neural when the weights folder holds a renderer file, else warp (said once)."""
+    if args.renderer is not None:
+        return args.renderer
+    from moda_core.pipeline import WEIGHT_FILES, default_weights_dir, has_weight_file
+
+    if has_weight_file("renderer", args.weights):
+        return "neural"
+    folder = args.weights if args.weights is not None else default_weights_dir()
+    print(f"moda: no {WEIGHT_FILES['renderer']} in {folder}; using the warp renderer (any photo, no training; "
+          "--renderer neural to insist)", file=sys.stderr)
+    return "warp"
+
+
 def _options(args, **extra):
     from moda_core.pipeline import AnimateOptions
 
-    return AnimateOptions(precision=args.precision, batch_size=args.batch_size, output_size=args.output_size or None,
+    return AnimateOptions(renderer=args.renderer, precision=args.precision, batch_size=args.batch_size, output_size=args.output_size or None,
                           paste_back=args.paste_back, layout=args.layout,
                           face_center=None if args.face_center_y is None else (256.0, args.face_center_y, 128.0),
                           **extra)
@@ -157,7 +175,9 @@ def run_animate(args) -> int:
     subject = load_subject(args, progress)
     wave, _ = load_audio(args.audio)
     source_audio = load_audio(args.audio, target_rate=None)       # muxed at its own rate, not the models' 16 kHz
-    models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
+    args.renderer = choose_renderer(args)
+    models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
+                             renderer=args.renderer == "neural")
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
     with progress:
@@ -184,7 +204,9 @@ def run_render(args) -> int:
         from moda_core.preprocess import load_audio
         wave, _ = load_audio(args.audio)
         source_audio = load_audio(args.audio, target_rate=None)
-    models = MODAModels.load(args.weights, device=args.device, precision=args.precision)
+    args.renderer = choose_renderer(args)
+    models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
+                             renderer=args.renderer == "neural")
     if r.face is None:
         from moda_core.pipeline import compose_face
         r = compose_face(models.faco, r, subject)
