@@ -277,8 +277,16 @@ def condition_batches(r: TalkingRepr, subject: Subject, *, sample: int = 0, batc
 
 # ----------------------------------------------------------------------------------------- 5. render
 def _to_signed(images: torch.Tensor) -> torch.Tensor:
-    """[B, H, W, 3] 0..1 -> [B, 3, H, W] in -1..1 (the authors' im2tensor)."""
-    return images.permute(0, 3, 1, 2) * 2.0 - 1.0
+    """[B, H, W, 3] 0..1 (or uint8) -> [B, 3, H, W] float32 in -1..1 (the authors' im2tensor).
+
+    Images holding 8-bit levels (uint8, or floats k/255 as drawn and loaded) are scaled exactly as the authors
+    do, (k/255 - 0.5)/0.5 in float64 and then float32; other float images as 2x - 1.
+    """
+    levels = images.to(torch.float64) * (1.0 if images.dtype == torch.uint8 else 255.0)
+    rounded = levels.round()
+    if images.dtype != torch.uint8 and (levels - rounded).abs().max() > 1e-3:
+        return images.permute(0, 3, 1, 2).to(torch.float32) * 2.0 - 1.0
+    return ((rounded / 255.0 - 0.5) / 0.5).to(torch.float32).permute(0, 3, 1, 2)
 
 
 @torch.no_grad()
