@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from moda_core.metrics import NIQE_SKIP_REASON, PSNR_CAP_DB, MetricResult, niqe, psnr, psnr_per_frame, ssim
+from moda_core.metrics import PSNR_CAP_DB, MetricResult, niqe, psnr, psnr_per_frame, ssim
 
 
 def random_frames(t=3, h=32, w=40, seed=0, dtype=np.uint8):
@@ -60,13 +60,13 @@ def test_ssim_matches_the_reference_formula():
     assert 0 < ssim(b, a) < 1
 
 
-def test_niqe_is_skipped_with_the_reason():
-    result = niqe(random_frames())
-    assert isinstance(result, MetricResult)
-    assert result.name == "NIQE" and result.value is None and not result.ok
-    assert result.skipped == NIQE_SKIP_REASON and "not computed" in result.skipped
+def test_niqe_rejects_bad_batches_and_frames_too_small():
     with pytest.raises(ValueError, match="frames"):
         niqe(np.zeros((4, 8, 8, 2)))
+    with pytest.raises(ValueError, match="two 96x96 blocks"):
+        niqe(random_frames())
+    with pytest.raises(ValueError, match="max_frames"):
+        niqe(random_frames(h=96, w=192), max_frames=0)
 
 
 @pytest.mark.parametrize("gen,ref,message", [

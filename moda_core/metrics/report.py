@@ -1,7 +1,7 @@
 """Metric results and a report table (plain text, Markdown or JSON), plus :func:`evaluate` that runs them all.
 
 Every metric that cannot be computed for the inputs given (no reference, a single sample, no SyncNet
-weights, NIQE parameters unavailable, ...) still gets a row: its value is ``None`` and ``skipped`` says why.
+weights, frames too small for NIQE, ...) still gets a row: its value is ``None`` and ``skipped`` says why.
 """
 from __future__ import annotations
 
@@ -144,8 +144,8 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
 
     * ``generated`` / ``reference``: R (absolute, or offsets plus ``subject``) for LMD, LMD-v, MA; ``generated``
       alone gives diversity (when it has >= 2 samples), head-pose range/speed and blink rate.
-    * ``generated_frames`` / ``reference_frames``: ``[T, H, W, 3]`` video for PSNR, SSIM, TCM; NIQE is reported
-      as skipped (see :func:`moda_core.metrics.image.niqe`).
+    * ``generated_frames`` / ``reference_frames``: ``[T, H, W, 3]`` video for PSNR, SSIM, TCM; ``generated_frames``
+      alone gives NIQE (see :func:`moda_core.metrics.image.niqe`; frames of at least two 96x96 blocks).
     * ``generated_frames`` at ``fps`` (default: ``generated.fps``) + ``audio`` + ``sample_rate`` + SyncNet
       (``syncnet_weights``, a file, or ``syncnet``, a loaded network): "Sync" and "Sync-D" (LSE-C / LSE-D, see
       :mod:`moda_core.metrics.syncnet`; face boxes from MediaPipe models in ``models_dir``). ``sync_rows``
@@ -189,7 +189,10 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
     if generated_frames is None:
         report.add(MetricResult.skip("NIQE", "needs generated frames", "", False))
     else:
-        report.add(image.niqe(generated_frames))
+        try:
+            report.add(image.niqe(generated_frames))
+        except ValueError as err:
+            report.add(MetricResult.skip("NIQE", f"error: {err}", "", False))
     rate = fps if fps is not None else (generated.fps if generated is not None else 30.0)
     report.add(_sharpness_row(generated_frames, reference_frames, reference_points, models_dir, rate))
     report.add(_follow_row(generated, subject, generated_frames, target_points, face_center, models_dir, rate))
