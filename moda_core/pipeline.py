@@ -472,7 +472,7 @@ def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path
         return AnimateResult(None, r, r.num_frames, r.duration, r.fps)
     if mux_audio is None and wave.size:
         mux_audio = (wave, SAMPLE_RATE)
-    with VideoWriter(out_path, r.fps, audio=mux_audio) as writer:
+    with VideoWriter(out_path, r.fps, audio=mux_audio, quantize=options.quantize) as writer:
         for frames in render_stream(models, r, subject, options, progress, on_batch):
             writer.write(frames)
     return AnimateResult(Path(out_path), r, writer.frames_written, writer.frames_written / r.fps, r.fps)

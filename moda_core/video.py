@@ -25,16 +25,18 @@ def output_audio_rate(rate: int) -> int:
     return int(rate) if int(rate) in KEPT_AUDIO_RATES else OUTPUT_AUDIO_RATE
 
 
-def _to_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
-    """[T, H, W, 3] float 0..1 or uint8 -> uint8 numpy."""
+def _to_uint8_frames(frames: torch.Tensor | np.ndarray, quantize: str = "round") -> np.ndarray:
+    """[T, H, W, 3] float 0..1 or uint8 -> uint8 numpy; ``quantize="truncate"`` is the authors' astype(uint8)."""
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
         if frames.is_floating_point():
-            frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+            scaled = frames.clamp(0, 1) * 255
+            frames = (scaled.round() if quantize == "round" else scaled).to(torch.uint8)
         return frames.numpy()
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
-        frames = (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+        scaled = np.clip(frames, 0, 1) * 255
+        frames = (scaled.round() if quantize == "round" else scaled).astype(np.uint8)
     return frames
 
 
@@ -53,7 +55,10 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, audio: tuple[np.ndarray, int] | None = None,
-                 crf: int = 18, preset: str = "medium"):
+                 crf: int = 18, preset: str = "medium", quantize: str = "round"):
+        if quantize not in ("round", "truncate"):
+            raise ValueError(f"quantize must be 'round' or 'truncate', got {quantize!r}")
+        self.quantize = quantize
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder {self.path.parent} does not exist")
@@ -96,7 +101,7 @@ class VideoWriter:
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
         import av
 
-        frames = _to_uint8_frames(frames)
+        frames = _to_uint8_frames(frames, self.quantize)
         if frames.ndim == 3:
             frames = frames[None]
         if frames.ndim != 4 or frames.shape[-1] != 3:

@@ -33,7 +33,7 @@ from moda_core.models.audio_encoder import AudioEncoderConfig, normalise_wavefor
 from moda_core.models.faco import FaCoConfig, FaCoNet
 from moda_core.models.moda import MODAConfig, MODANet, motion_windows
 from moda_core.models.renderer import RenderGenerator, RendererConfig, prepare_for_inference
-from moda_core.pipeline import compose_face, predict_motion, reference_at, render_batch
+from moda_core.pipeline import AnimateOptions, compose_face, predict_motion, reference_at, render_batch
 from moda_core.preprocess.audio import load_audio
 from moda_core.projection import project_repr
 from moda_core.repr import TalkingRepr
@@ -355,3 +355,32 @@ def test_renderer_frames(capture, subject, renderer):
     levels = np.stack(levels)
     assert levels.max() <= RENDER_MAX_LEVELS
     assert (levels > 0).mean() <= RENDER_MAX_DIFFERING
+
+
+# ------------------------------------------------------------------------------------------- the authors' options
+def test_frame_count_options_for_eight_seconds():
+    """Issue 17.14: 8.00 s gives the exact 240 frames by default (as preview/prepare), the authors' 239 on request."""
+    torch.manual_seed(0)
+    net = MODANet(MODAConfig.tiny()).eval()
+    from moda_core.subject import Subject
+
+    subject = Subject(reference_image=torch.zeros(512, 512, 3, dtype=torch.uint8), template=torch.randn(478, 3),
+                      mean_head_pose=torch.tensor([0, 0, 0, 256, 256, 0, 1.0]), mean_torso=torch.randn(18, 3))
+    wave = np.random.default_rng(0).standard_normal(8 * 16000).astype(np.float32) * 0.1
+    assert predict_motion(net, wave, subject).num_frames == 240
+    assert predict_motion(net, wave, subject, frame_count="authors").num_frames == 239
+    with pytest.raises(ValueError, match="frame_count"):
+        AnimateOptions(frame_count="nearest")
+
+
+def test_eight_bit_output_rounds_or_truncates(tmp_path):
+    from moda_core.video import VideoWriter, _to_uint8_frames
+
+    frames = torch.tensor([0.0, 0.5, 0.999, 1.0, 100 / 255 + 0.7 / 255]).reshape(1, 1, 5, 1).expand(1, 1, 5, 3)
+    assert _to_uint8_frames(frames)[0, 0, :, 0].tolist() == [0, 128, 255, 255, 101]
+    assert _to_uint8_frames(frames, "truncate")[0, 0, :, 0].tolist() == [0, 127, 254, 255, 100]
+    assert to_uint8(frames, "truncate")[0, 0, :, 0].tolist() == [0, 127, 254, 255, 100]
+    with pytest.raises(ValueError, match="quantize"):
+        VideoWriter(tmp_path / "x.mp4", 30, quantize="floor")
+    with pytest.raises(ValueError, match="quantize"):
+        AnimateOptions(quantize="floor")
