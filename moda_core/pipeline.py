@@ -98,7 +98,8 @@ def find_weight_file(kind: str, weights_dir: str | os.PathLike | None = None) ->
         f"missing {kind} weights: {path} does not exist. Either train them with `moda quickstart --out {folder}` "
         f"(or `moda train`), or convert the authors' released checkpoints (MODA.pkl, FaCo.pkl, renderer/<name>.pth "
         f"from the MODA repository's install.sh Google-Drive links) with `moda download --source authors --out "
-        f"{folder}` (or put the .pkl/.pth files there as they are), or download converted files from a Hugging "
+        f"{folder}` (or put the .pkl/.pth files there as they are, or convert one with `moda convert FILE --out "
+        f"{path}`), or download converted files from a Hugging "
         f"Face repo with `moda download --source hf --repo REPO_ID {WEIGHT_FILES[kind]} --out {folder}` (or the "
         f"MODA Download Weights node in ComfyUI).")
 
