@@ -25,7 +25,30 @@ from .util import (MODEL_FOLDER, expect, expect_images, file_fingerprint, inside
 
 SUBJECT_SUFFIX = ".safetensors"
 SUBJECT_WHAT = "subject file"
-NAME_TOOLTIP = "A name stored in the subject (and in R made from it), shown by MODA Repr Info. May be empty."
+NAME_TOOLTIP = ("A name stored in the subject (and in R made from it), shown by MODA Repr Info. Empty: the name of "
+                "the file the image comes from (e.g. 'portrait' for Load Image's portrait.jpg).")
+_SOURCE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".mp4", ".mov", ".webm",
+                    ".mkv", ".avi", ".m4v")
+
+
+def source_file_stem(prompt: dict | None, node_id, input_name: str, max_hops: int = 4) -> str:
+    """The stem of the image or video file an input comes from, read from the queued prompt: follows the link
+    upstream (through nodes such as Get Video Components) to the first constant naming such a file (Load Image's
+    'image', Load Video's 'file'); '' when there is none."""
+    node = (prompt or {}).get(str(node_id)) or {}
+    value = (node.get("inputs") or {}).get(input_name)
+    for _ in range(max_hops):
+        if not (isinstance(value, list) and len(value) == 2):
+            return ""
+        inputs = ((prompt or {}).get(str(value[0])) or {}).get("inputs") or {}
+        for constant in inputs.values():
+            if isinstance(constant, str):
+                file = constant.rsplit(" [", 1)[0].replace("\\", "/").rsplit("/", 1)[-1]
+                stem, suffix = os.path.splitext(file)
+                if suffix.lower() in _SOURCE_SUFFIXES and stem:
+                    return stem
+        value = next((v for v in inputs.values() if isinstance(v, list) and len(v) == 2), None)
+    return ""
 
 
 def subject_preview(subject: Subject) -> torch.Tensor:
@@ -68,6 +91,7 @@ class MODASubjectFromImage(io.ComfyNode):
                                      "to right."),
                 io.String.Input("name", default="", tooltip=NAME_TOOLTIP),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[
                 MODA_SUBJECT.Output("subject", display_name="subject",
                                     tooltip="The subject: reference crop, template face, mean pose and torso."),
@@ -82,6 +106,7 @@ class MODASubjectFromImage(io.ComfyNode):
         if image.shape[0] > 1:
             log.warning("%s: input 'image' holds %d images; using the first one", cls.DISPLAY_NAME, image.shape[0])
         models_dir = require_mediapipe(cls.DISPLAY_NAME, "image")
+        name = name.strip() or source_file_stem(cls.hidden.prompt, cls.hidden.unique_id, "image")
         try:
             subject, found = preprocess.subject_from_photo(image[0], models_dir=models_dir, name=name,
                                                            face_index=None if face_index < 0 else face_index,
@@ -112,6 +137,7 @@ class MODASubjectFromVideo(io.ComfyNode):
                                        "Components' fps."),
                 io.String.Input("name", default="", tooltip=NAME_TOOLTIP),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
             outputs=[
                 MODA_SUBJECT.Output("subject", display_name="subject",
                                     tooltip="The subject: mean face and pose of the clip, reference crop."),
@@ -127,6 +153,7 @@ class MODASubjectFromVideo(io.ComfyNode):
     def execute(cls, images: torch.Tensor, fps: float, name: str) -> io.NodeOutput:
         images = expect_images(cls.DISPLAY_NAME, "images", images)
         models_dir = require_mediapipe(cls.DISPLAY_NAME, "images")
+        name = name.strip() or source_file_stem(cls.hidden.prompt, cls.hidden.unique_id, "images")
         count = images.shape[0]
         report = progress_callback(2 * count)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import av
@@ -80,6 +81,27 @@ def test_subject_from_image(moda_nodes, moda_dir, portrait, photo_subject):
     reference = subject.reference_image.float() / 255
     changed = (preview[0] - reference).abs().amax(-1) > 0.05
     assert 0.01 < changed.float().mean() < 0.5, "the landmarks are drawn over the crop"
+
+
+def test_subject_name_comes_from_the_source_file(moda_nodes, moda_dir, portrait, moda_pack):
+    """An empty name takes the stem of the file upstream in the queued prompt (Load Image, or Load Video through
+    Get Video Components); a typed name wins; no file upstream leaves it empty."""
+    stem = sys.modules[f"{moda_pack.__name__}.nodes.subject_nodes"].source_file_stem
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "people/Anna K.png [input]"}},
+              "2": {"class_type": "MODA_SubjectFromImage", "inputs": {"image": ["1", 0], "face_index": -1,
+                                                                       "name": ""}},
+              "3": {"class_type": "LoadVideo", "inputs": {"file": "talking.mp4"}},
+              "4": {"class_type": "GetVideoComponents", "inputs": {"video": ["3", 0]}},
+              "5": {"class_type": "MODA_SubjectFromVideo", "inputs": {"images": ["4", 0], "fps": ["4", 2]}},
+              "6": {"class_type": "MODA_SubjectFromImage", "inputs": {"image": ["5", 2]}}}
+    assert stem(prompt, "2", "image") == "Anna K" and stem(prompt, 5, "images") == "talking"
+    assert stem(prompt, "6", "image") == "talking", "through two nodes"
+    assert stem(None, "2", "image") == stem(prompt, "9", "image") == stem(prompt, "1", "image") == ""
+    node = moda_nodes["MODA_SubjectFromImage"]
+    prompt["1"]["inputs"]["image"] = "portrait.jpg"
+    named = run_node(node, unique_id="2", prompt=prompt, image=portrait, face_index=-1, name=" ").args[0]
+    assert named.name == "portrait"
+    assert run_node(node, unique_id="2", prompt=prompt, image=portrait, face_index=-1, name="Ann").args[0].name == "Ann"
 
 
 def test_subject_from_image_errors(moda_nodes, moda_dir, comfy_dirs, portrait):
