@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 
 from moda_core.checkpoints import (AUTHORS_SUFFIXES, authors_file_kind, converted_copy, load_audio_encoder,
                                    load_model)
+from moda_core.motion_check import motion_warning
 from moda_core.render_settings import RenderSettings
 from moda_core.pipeline import WEIGHT_FILES
 
@@ -27,6 +28,7 @@ from .util import (
     file_stamp,
     find_weight,
     load_net,
+    log,
     model_dir,
     progress_callback,
     register_model_folder,
@@ -163,6 +165,13 @@ class MODALoadMODAModel(_Loader):
                    "file serves every subject. Loaded networks are kept between runs.")
     WEIGHTS_HELP, WHAT = "The MODA network file (e.g. moda.safetensors)", "MODA model file"
     OUTPUT = (MODA_MODEL, "model", "model", "The MODA network; connect it to MODA Audio to Motion.")
+
+    @classmethod
+    def _load(cls, path: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+        warning = motion_warning(path)          # weights found flatter than their training clip
+        if warning:
+            log.warning("%s: %s", cls.DISPLAY_NAME, warning)
+        return super()._load(path, device, dtype)
 
 
 class MODALoadFaCo(_Loader):

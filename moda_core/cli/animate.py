@@ -122,6 +122,17 @@ def load_subject(args, progress: StageProgress):
     return Subject.load(args.subject)
 
 
+def warn_flat_motion(weights_dir) -> None:
+    """Say so when the MODA weights were found flatter than their training clip (:mod:`moda_core.motion_check`)."""
+    from moda_core.motion_check import motion_warning
+    from moda_core.pipeline import find_weight_file
+
+    path = find_weight_file("moda", weights_dir)
+    warning = motion_warning(path) if path.suffix == ".safetensors" else None
+    if warning:
+        print(f"moda: warning: {warning}", file=sys.stderr)
+
+
 def stage_saver(args):
     """``--save-condition`` / ``--save-frames`` as a render_stream hook (None when neither is given)."""
     if args.save_condition is None and args.save_frames is None:
@@ -178,6 +189,7 @@ def run_animate(args) -> int:
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
                              renderer=args.renderer == "neural")
+    warn_flat_motion(args.weights)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
     with progress:

@@ -89,6 +89,18 @@ def _summary(kind: str, result: TrainResult) -> str:
             f"{result.stopped_by or 'nothing left to do'}{best}")
 
 
+def _check_moda_motion(path: Path, sample, steps: int, log: Callable[[str], None]) -> None:
+    """Blinks, head motion and seed diversity of the trained MODA on the clip's audio, stored in its file and
+    said here (and again wherever the weights are loaded) when flatter than the clip."""
+    from moda_core.motion_check import motion_warning, record_motion_check
+
+    check = record_motion_check(path, sample.audio, sample.subject, sample.repr, steps=steps)
+    log(f"moda: {check.summary()}")
+    warning = motion_warning(path)
+    if warning:
+        log(f"moda: warning: {warning}")
+
+
 def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[[str], None] = print
                    ) -> QuickstartResult:
     """Run all stages (module docstring); returns the written files and the held-out PSNR / SSIM."""
@@ -157,6 +169,9 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
         result = train(config.stage_shares[kind] * config.minutes)
         timed(kind, tic)
         log(_summary(kind, result))
+        if kind == "moda":
+            _check_moda_motion(out / WEIGHT_FILES["moda"], sample,
+                               result.step if result.best_step is None else result.best_step, log)
     tic = time.monotonic()
     renderer_config = RendererTrainConfig(tpe=tpe, tpe_jitter=TPE_JITTER, lr=1e-3, precision=config.precision,
                                           perceptual_weight=10.0 if device.type == "cuda" else 0.0)
