@@ -178,6 +178,31 @@ def test_damaged_subject_file_is_an_error_and_writes_no_subject(tmp_path, drive,
     assert not (tmp_path / "cathy" / "subject.safetensors").exists()
 
 
+@pytest.mark.parametrize("swap,expected", [
+    ({2: "faco"}, "holds the authors' faco file, expected renderer/Cathy.pth"),
+    ({0: "moda"}, "both hold the authors' moda file"),
+])
+def test_unexpected_content_of_a_drive_file(tmp_path, drive, authors_payloads, swap, expected):
+    for index, kind in swap.items():
+        drive.files[dl.AUTHORS_FILES[index].drive_id] = authors_payloads[kind]
+    with pytest.raises(dl.DownloadError, match=expected):
+        _authors(tmp_path, files=["MODA.pkl", "Cathy.pth"])
+    assert not any(p.suffix == ".safetensors" for p in tmp_path.rglob("*")), "nothing converted"
+
+
+def test_cli_authors_download_says_what_was_written_and_what_next(tmp_path, drive, monkeypatch, capsys):
+    from moda_core.cli import main
+
+    real = dl.download_weights
+    monkeypatch.setattr(dl, "download_weights", lambda *a, **k: real(*a, **{**k, "configs": TINY}))
+    assert main(["download", "--source", "authors", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 7 and lines[0].startswith("wrote: ")
+    subject = tmp_path / "cathy" / "subject.safetensors"
+    assert lines[-1] == f"next: moda animate --weights {tmp_path} --subject {subject} --audio AUDIO.wav --out talk.mp4"
+    assert find_weight_file("renderer", tmp_path) == tmp_path / "renderer" / "cathy.safetensors"
+
+
 def test_authors_interrupted_then_resumed(tmp_path, drive, authors_payloads):
     moda_id = dl.AUTHORS_FILES[1].drive_id
     drive.cut[moda_id] = 12288

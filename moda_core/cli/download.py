@@ -49,7 +49,7 @@ class ByteBars:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moda_core.download import check_request, download_weights
+    from moda_core.download import SUBJECT_TARGET, check_request, download_weights
     from moda_core.pipeline import default_weights_dir
 
     from moda_core.pipeline import WEIGHT_FILES
@@ -69,4 +69,7 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
     for line in outcome.lines:
         print(line)
+    subject = out / SUBJECT_TARGET
+    if args.source == "authors" and subject in outcome.paths:
+        print(f"next: moda animate --weights {out} --subject {subject} --audio AUDIO.wav --out talk.mp4")
     return 0
