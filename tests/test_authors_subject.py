@@ -150,9 +150,9 @@ def test_bad_repr_npz_errors_name_the_file_and_write_nothing(golden, tmp_path, c
         import_subject(folder)
     assert str(folder / "repr.npz") in str(err.value)
     from moda_core.cli import main
-    assert main(["import-subject", str(folder), "--out", str(tmp_path / "out.safetensors")]) == 2
+    assert main(["import-subject", str(folder), "--out", str(tmp_path / "new" / "out.safetensors")]) == 2
     assert "repr.npz" in capsys.readouterr().err
-    assert not (tmp_path / "out.safetensors").exists() and not list(tmp_path.glob(".out*"))
+    assert not (tmp_path / "new").exists()                   # not even the output folder
 
 
 def test_missing_files(golden, tmp_path):

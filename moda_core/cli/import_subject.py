@@ -20,14 +20,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import ArgumentError, check_input_folder
+
     out = args.out if args.out is not None else args.folder / "subject.safetensors"
     if out.suffix != ".safetensors":
-        raise ValueError(f"--out must end in .safetensors, got {out}")
-    if not out.parent.is_dir():
-        out.parent.mkdir(parents=True)
+        raise ArgumentError(f"--out must end in .safetensors, got {out}")
+    if out.is_dir():
+        raise ArgumentError(f"--out {out} is a folder; give a file name ending in .safetensors")
+    check_input_folder(args.folder, "FOLDER")
     from moda_core.authors_subject import import_subject
 
-    subject = import_subject(args.folder, name=args.name)
+    subject = import_subject(args.folder, name=args.name)          # everything is checked before anything is written
+    out.parent.mkdir(parents=True, exist_ok=True)
     subject.save(out)
     size = subject.reference_image.shape
     print(f"moda import-subject: wrote {out} (subject {subject.name!r}: template 478 points, head scale "
