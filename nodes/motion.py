@@ -13,7 +13,8 @@ from moda_core.smoothing import smooth_motion
 from moda_core.subject import Subject
 
 from .models import with_audio_encoder
-from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_REPR, MODA_SUBJECT, node_error
+from .types import (CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_REPR, MODA_SUBJECT, node_error,
+                    searchable)
 from .util import audio_to_16k, check_choice, expect, expect_net, progress_callback
 
 BLEND_MODES = ("average", "crossfade")
@@ -28,7 +29,8 @@ class MODAAudioToMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="MODA_AudioToMotion", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            node_id="MODA_AudioToMotion", category=CATEGORY,
+            **searchable(cls.DISPLAY_NAME, "talking head", "lip sync"),
             description="Predicts motion (R: mouth, eyes, head pose, shoulders as offsets from the subject) from "
                         "speech with MODA. Any length (overlapping 20 s windows), any sample rate and channel count "
                         "(mixed to mono, resampled to 16 kHz). Several samples give different motion for the same "

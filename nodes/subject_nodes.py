@@ -18,7 +18,7 @@ from moda_core.drawing import draw_condition_frame
 from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
 from moda_core.subject import SUBJECT_FORMAT, Subject, SubjectError
 
-from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error
+from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error, searchable
 from .util import (MODEL_FOLDER, expect, expect_images, file_fingerprint, inside, list_user_files, log,
                    progress_callback, register_model_folder, require_mediapipe, resolve_user_file,
                    safetensors_header, save_target, user_file_options, validate_user_file)
@@ -78,7 +78,7 @@ class MODASubjectFromImage(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="MODA_SubjectFromImage", display_name=cls.DISPLAY_NAME, category=CATEGORY,
+            node_id="MODA_SubjectFromImage", category=CATEGORY, **searchable(cls.DISPLAY_NAME, "talking portrait"),
             description="Builds the subject from a portrait photo: finds the face (MediaPipe, 478 points), crops "
                         "the 512x512 reference, measures the head pose and shoulders, and keeps the photo so "
                         "renders can be pasted back. Needs face_landmarker.task and selfie_segmenter.tflite in "

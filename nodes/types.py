@@ -59,3 +59,14 @@ CATEGORY = "MODA"
 def node_error(display_name: str, input_name: str, problem: str, action: str) -> ValueError:
     """The pack's error style: ``<display name> ("MODA ...")``: input '<name>': <what is wrong>, <what to do>``."""
     return ValueError(f"{display_name}: input '{input_name}': {problem}, {action}")
+
+
+def searchable(display_name: str, *aliases: str) -> dict:
+    """``io.Schema`` keywords that let the node search find the node by ``aliases`` ("talking head", ...):
+    ``search_aliases`` where the schema has it (ComfyUI after 0.8); otherwise the aliases go into the display name,
+    the only text besides the node id that the frontend's search (1.35) matches."""
+    import dataclasses
+
+    if "search_aliases" in {f.name for f in dataclasses.fields(io.Schema)}:
+        return {"display_name": display_name, "search_aliases": list(aliases)}
+    return {"display_name": f"{display_name} ({', '.join(aliases)})"}

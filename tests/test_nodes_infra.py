@@ -104,7 +104,17 @@ def test_node_ids_names_and_categories(moda_nodes, infos):
         assert info["display_name"].startswith("MODA ") and (info["category"] == "MODA" or info["category"].startswith("MODA/"))
         assert len(info["description"]) > 40, node_id
         assert info["python_module"] == f"custom_nodes.{REPO_ROOT.name}"
-        assert getattr(moda_nodes[node_id], "DISPLAY_NAME", info["display_name"]) == info["display_name"]
+        # messages use DISPLAY_NAME; the shown name may add search words: "MODA Audio to Motion (talking head, ...)"
+        assert info["display_name"].startswith(getattr(moda_nodes[node_id], "DISPLAY_NAME", info["display_name"]))
+
+
+@pytest.mark.parametrize("query, node_id", [("talking", "MODA_AudioToMotion"), ("talking head", "MODA_AudioToMotion"),
+                                            ("lip sync", "MODA_AudioToMotion"), ("talking", "MODA_SubjectFromImage")])
+def test_search_words_find_the_main_nodes(infos, query, node_id):
+    """The frontend (1.35) searches node ids and display names; newer schemas carry search_aliases instead."""
+    info = infos[node_id]
+    searched = " ".join([info["name"], info["display_name"], *info.get("search_aliases", [])]).lower()
+    assert query in searched
 
 
 def test_every_input_and_output_has_a_tooltip(infos):
