@@ -87,7 +87,7 @@ def test_noise_that_does_not_match_the_audio_is_refused(models, subject, speech,
     latent = models.moda.config.hidden_size
     wave = speech[: int(2.5 * RATE)]                                            # one window of 75 frames
     right = seeded_draws(0, [75], latent)[0]
-    cases = {"short.safetensors": ([right[:, :74]], r"of \[74\] frames, but this audio has 1 window\(s\) of \[75\] frames"),
+    cases = {"short.safetensors": ([right[:, :74]], r"of \[74\] frames, but this audio has 1 window\(s\) of \[75\]"),
              "two.safetensors": ([right, right], "holds 2 window"),
              "samples.safetensors": ([right.expand(2, -1, -1)], "holds 2 sample"),
              "latent.safetensors": ([right[..., :16]], "latent size 16")}
