@@ -201,6 +201,10 @@ def test_cli_authors_download_says_what_was_written_and_what_next(tmp_path, driv
     subject = tmp_path / "cathy" / "subject.safetensors"
     assert lines[-1] == f"next: moda animate --weights {tmp_path} --subject {subject} --audio AUDIO.wav --out talk.mp4"
     assert find_weight_file("renderer", tmp_path) == tmp_path / "renderer" / "cathy.safetensors"
+    from moda_core.pipeline import MODAModels
+    models = MODAModels.load(tmp_path)                  # what moda animate --weights loads
+    assert (models.moda.config, models.faco.config, models.renderer.config) == (TINY["moda"], TINY["faco"],
+                                                                                TINY["renderer"])
 
 
 def test_authors_interrupted_then_resumed(tmp_path, drive, authors_payloads):
