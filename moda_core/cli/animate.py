@@ -133,13 +133,14 @@ def warn_flat_motion(weights_dir) -> None:
         print(f"moda: warning: {warning}", file=sys.stderr)
 
 
-def stage_saver(args):
-    """``--save-condition`` / ``--save-frames`` as a render_stream hook (None when neither is given)."""
+def stage_saver(args, options):
+    """``--save-condition`` / ``--save-frames`` as a render_stream hook (None when neither is given); frames are
+    made 8-bit as the video is (``options.quantize``)."""
     if args.save_condition is None and args.save_frames is None:
         return None
     from moda_core.frame_files import StageSaver
 
-    return StageSaver(args.save_condition, args.save_frames)
+    return StageSaver(args.save_condition, args.save_frames, quantize=options.quantize)
 
 
 def check_output(path: Path) -> None:
@@ -193,8 +194,8 @@ def run_animate(args) -> int:
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
     with progress:
-        result = animate(models, wave, subject, args.out, options, progress=progress, on_batch=stage_saver(args),
-                         mux_audio=source_audio)
+        result = animate(models, wave, subject, args.out, options, progress=progress,
+                         on_batch=stage_saver(args, options), mux_audio=source_audio)
     if args.save_repr is not None:
         result.repr.save(args.save_repr)
     print(f"moda animate: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
@@ -227,7 +228,7 @@ def run_render(args) -> int:
         options = _options(args, fps=r.fps, num_samples=max(r.num_samples, args.sample + 1), sample=args.sample)
         result = animate(models, wave, subject, args.out, options, repr_override=r, progress=progress,
                          mux_audio=source_audio,
-                         on_batch=stage_saver(args))
+                         on_batch=stage_saver(args, options))
     print(f"moda render: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
