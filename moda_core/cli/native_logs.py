@@ -15,7 +15,7 @@ import sys
 import threading
 
 # absl/glog info (I) and warning (W) lines and TFLite's INFO lines; errors (E) and fatal (F) lines pass
-NATIVE_NOISE = re.compile(rb"^(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |WARNING: Logging before InitGoogle\(\)"
+NATIVE_NOISE = re.compile(rb"(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |WARNING: Logging before InitGoogle\(\)"
                           rb"|INFO: (?:Created TensorFlow Lite|Initialized TensorFlow Lite))")
 
 
@@ -35,6 +35,12 @@ def quiet_native_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _without_noise(piece: bytes) -> bytes:
+    """A line without the native log line in it (which may follow an unfinished progress bar)."""
+    found = NATIVE_NOISE.search(piece)
+    return piece if found is None else piece[:found.start()]
+
+
 def _forward(read_fd: int, out_fd: int) -> None:
     try:
         _copy_filtered(read_fd, out_fd)
@@ -51,7 +57,7 @@ def _copy_filtered(read_fd: int, out_fd: int) -> None:
         pending = b""
         if pieces and not pieces[-1].endswith((b"\n", b"\r")) and _may_become_noise(pieces[-1]):
             pending = pieces.pop()                     # a native line cut in pieces: wait for its end
-        kept = b"".join(p for p in pieces if not NATIVE_NOISE.match(p))
+        kept = b"".join(_without_noise(p) for p in pieces)
         if kept:
             os.write(out_fd, kept)
     if pending:
