@@ -37,6 +37,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import check_device, check_input_file, check_input_folder, check_output_folder
+
+    for option in ("video", "audio"):
+        check_input_file(getattr(args, option), f"--{option}")
+    check_input_folder(args.weights, "--weights")
+    check_input_folder(args.models, "--models")
+    check_device(args.device)
+    check_output_folder(args.out or Path("moda-quickstart"), "--out")
     from moda_core.train.quickstart import QuickstartConfig, run_quickstart
 
     given = {"out_dir": args.out, "video": args.video, "audio": args.audio, "models_dir": args.models,
@@ -70,12 +78,20 @@ def register_protocol(subparsers) -> None:
                         help="warp: use only the clip's first SECONDS (quick checks)")
     parser.add_argument("--syncnet", type=Path, default=None,
                         help="SyncNet weights (syncnet_v2.model or .safetensors): adds Sync, Sync-D and Sync offset")
-    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    parser.add_argument("--format", choices=["text", "markdown", "json"], default="text",
+                        help="how the metric table is printed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_protocol)
 
 
 def run_protocol(args: argparse.Namespace) -> int:
+    from moda_core.cli.checks import check_input_file, check_input_folder, check_output_folder
+
+    check_input_file(args.video, "VIDEO")
+    check_input_file(args.syncnet, "--syncnet")
+    check_input_folder(args.weights, "--weights")
+    check_input_folder(args.models, "--models")
+    check_output_folder(args.out, "--out")
     if args.renderer == "warp":
         return _run_warp_protocol(args)
     from moda_core.train.protocol import run_protocol as protocol
