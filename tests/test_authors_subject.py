@@ -167,3 +167,26 @@ def test_missing_files(golden, tmp_path):
     (folder / "repr.npz").unlink()
     with pytest.raises(AuthorsSubjectError, match="repr.npz"):
         import_subject(folder)
+
+
+def test_imported_means_give_the_authors_points_exactly(golden, parity_dir, tmp_path):
+    """The authors add float64 means to the float32 offsets: with the imported subject our projection gives their
+    image-space points (1e-8 px) and the very integer coordinates they draw; float32 means would not."""
+    from moda_core.projection import project_repr
+    from moda_core.repr import TalkingRepr
+
+    arrays, image = golden
+    keys = ("smoothed.lip", "smoothed.eye", "smoothed.head", "smoothed.torso", "faco.output_smoothed",
+            "points3d.mesh", "points3d.torso", "points2d.mesh", "points2d.torso")
+    with safe_open(str(parity_dir / "pipeline" / "pipeline_cathy.safetensors"), framework="pt") as handle:
+        stage = {key: handle.get_tensor(key).clone() for key in keys}
+    r = TalkingRepr(mouth=stage["smoothed.lip"][None], eyes=stage["smoothed.eye"][None],
+                    head_pose=stage["smoothed.head"][None], torso=stage["smoothed.torso"][None],
+                    face=stage["faco.output_smoothed"][None], fps=30.0, is_offset=True)
+    subject = import_subject(write_authors_folder(tmp_path / "Cathy", arrays, image))
+    face, torso = project_repr(r, subject, face_center="authors")
+    assert (face - stage["points3d.mesh"]).abs().max() < 1e-8 and (torso - stage["points3d.torso"]).abs().max() < 1e-8
+    assert torch.equal(face[..., :2].to(torch.int32), stage["points2d.mesh"])       # truncation toward zero
+    assert torch.equal(torso[..., :2].to(torch.int32), stage["points2d.torso"])
+    face32, _ = project_repr(r, subject.replace(means_float64=False), face_center="authors")
+    assert (face32 - stage["points3d.mesh"]).abs().max() > 1e-6                       # what float64 buys
