@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from comfy_harness import *  # noqa: F401,F403  (fixtures)
@@ -575,6 +576,21 @@ def test_shipped_widget_values_line_up_with_frontend_widgets(ui_path, specs):
         for widget, value in zip(expected, values):
             if widget.endswith(":control_after_generate"):
                 assert value in CONTROL_VALUES, f"node {node['id']} ({node['type']}): {widget} = {value!r}"
+
+
+@pytest.mark.parametrize("ui_path", _shipped_ui_files(), ids=lambda p: p.stem)
+def test_shipped_workflow_has_a_template_thumbnail(ui_path):
+    """Browse Templates shows /api/workflow_templates/<pack>/<name>.jpg (frontend 1.35: extension templates have
+    mediaSubtype 'jpg'): a real JPEG beside the json, small enough for the dialog."""
+    from PIL import Image
+
+    thumbnail = ui_path.with_suffix(".jpg")
+    assert thumbnail.is_file(), f"{thumbnail.name} missing"
+    assert thumbnail.stat().st_size < 60_000, f"{thumbnail.name} is {thumbnail.stat().st_size} bytes"
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and min(image.size) >= 128, image.size
+        pixels = np.asarray(image.convert("L"), np.float32)
+    assert pixels.std() > 10, "a blank image"
 
 
 CORE_SAVE_NODES = {"SaveVideo", "SaveImage"}
