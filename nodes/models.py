@@ -9,6 +9,7 @@ Everything lives in ``<ComfyUI>/models/moda`` (registered as the ``moda`` model 
 from __future__ import annotations
 
 import copy
+import os
 import re
 
 import torch
@@ -281,8 +282,13 @@ class MODADownloadWeights(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, source: str, repo_id: str, filenames: str, revision: str):
-        """Always run: whether the files are up to date is only known by asking the source."""
-        return float("nan")
+        """Run again when a file it fetches was removed or changed since (ComfyUI reuses a successful run only
+        while the files stay as they were)."""
+        from moda_core.download import AUTHORS_TARGETS
+
+        names = list(AUTHORS_TARGETS.values()) if SOURCES.get(source) == "authors" else _split_names(filenames)
+        paths = [os.path.join(model_dir(), name) for name in names]
+        return tuple(file_stamp(path) if os.path.isfile(path) else None for path in paths)
 
     @classmethod
     def execute(cls, source: str, repo_id: str, filenames: str, revision: str) -> io.NodeOutput:

@@ -270,8 +270,11 @@ def test_download_writes_files_with_progress_and_shows_the_outcome(moda_nodes, c
             f"\ndownloaded: {folder / 'renderer' / 'cathy.safetensors'} (0.0 MB, someone/moda-weights@main)")
     assert node_texts == [("12", text)], "the outcome shows on the node"
     assert out.ui.as_dict()["text"][0] == text
-    assert fingerprint(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD) != fingerprint(
-        moda_nodes["MODA_DownloadWeights"], **DOWNLOAD), "always asks the source again"
+    before = fingerprint(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD)
+    assert len(before) == 2 and None not in before and before == fingerprint(moda_nodes["MODA_DownloadWeights"],
+                                                                             **DOWNLOAD)
+    (folder / "moda.safetensors").unlink()
+    assert fingerprint(moda_nodes["MODA_DownloadWeights"], **DOWNLOAD) == (None, before[1]), "runs again"
 
 
 def test_download_offline_with_local_copies_fails_and_says_so(moda_nodes, comfy_dirs, hub, node_texts):
