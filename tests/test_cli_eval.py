@@ -114,3 +114,13 @@ def test_eval_sharpness_and_landmark_follow_of_a_still_portrait(tmp_path, capsys
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}
     assert "needs both generated and reference frames" in rows["sharpness ratio"]["skipped"]
     assert rows["landmark follow"]["skipped"].startswith("error:")            # no MediaPipe models given
+
+
+def test_eval_niqe_of_a_video_alone_at_its_own_size(tmp_path, capsys, data_dir):
+    photo = cv2.imread(str(data_dir / "portraits" / "sadtalker_woman.png"))[96:288, 96:384, ::-1]   # 288x192 px
+    with VideoWriter(tmp_path / "clip.mp4", 25) as writer:
+        writer.write(np.stack([photo] * 3))
+    assert main(["eval", "--generated-video", str(tmp_path / "clip.mp4"), "--format", "json"]) == 0
+    row = {row["name"]: row for row in json.loads(capsys.readouterr().out)["metrics"]}["NIQE"]
+    assert row["skipped"] is None and 2 < row["value"] < 15            # computed at 288x192, not --size 256
+    assert row["details"] == {"frames": 3, "of_frames": 3, "channel": "y"}

@@ -6,11 +6,13 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("eval", help="metrics (LMD, LMD-v, MA, PSNR, SSIM, TCM, Sync, motion statistics)")
+    parser = subparsers.add_parser("eval", help="metrics (LMD, LMD-v, MA, PSNR, SSIM, TCM, NIQE, Sync, "
+                                                "motion statistics)")
     parser.add_argument("--generated", type=Path, default=None, help="generated R (.safetensors/.npz)")
     parser.add_argument("--reference", type=Path, default=None, help="reference R, e.g. a prepared sample's repr")
     parser.add_argument("--subject", type=Path, default=None, help="subject file (needed when an R holds offsets)")
-    parser.add_argument("--generated-video", type=Path, default=None, help="generated video for image metrics")
+    parser.add_argument("--generated-video", type=Path, default=None,
+                        help="generated video for image metrics (NIQE at its own size)")
     parser.add_argument("--reference-video", type=Path, default=None, help="reference video for image metrics")
     parser.add_argument("--size", type=int, default=256,
                         help="frames are resized to this square size (px); use 512 for the sharpness ratio of 512 "
@@ -45,6 +47,26 @@ def read_video_frames(path: Path, size: int, fps: float | None = None):
     if not frames:
         raise ValueError(f"{path} has no video frames")
     return np.stack(frames), rate
+
+
+def niqe_row(path: Path):
+    """NIQE of a video at its own size, on up to ``NIQE_MAX_FRAMES`` evenly spaced frames (streamed)."""
+    import numpy as np
+
+    from moda_core.metrics import NIQE_MAX_FRAMES, MetricResult, niqe
+    from moda_core.preprocess.video import probe_video, read_frames
+
+    info = probe_video(path)
+    wanted = set(np.linspace(0, max(info.num_frames - 1, 0), NIQE_MAX_FRAMES).round().astype(int).tolist())
+    frames = [rgb for index, _, rgb in read_frames(path, info.fps) if index in wanted]
+    if not frames:
+        return MetricResult.skip("NIQE", f"{path} has no video frames", "", False)
+    try:
+        row = niqe(np.stack(frames))
+    except ValueError as err:
+        return MetricResult.skip("NIQE", f"error: {err}", "", False)
+    row.details["of_frames"] = info.num_frames
+    return row
 
 
 def sync_rows(args: argparse.Namespace):
@@ -103,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         reference = None if reference is None else reference.slice_time(0, min(count, reference.num_frames))
     report = evaluate(generated, reference, subject=subject, generated_frames=generated_frames,
                       reference_frames=reference_frames, sync_rows=sync_rows(args), fps=fps, models_dir=args.models,
+                      niqe_row=None if args.generated_video is None else niqe_row(args.generated_video),
                       face_center=args.face_center)
     text = {"text": report.to_text, "markdown": report.to_markdown, "json": report.to_json}[args.format]()
     print(text)

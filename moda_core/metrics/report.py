@@ -137,7 +137,8 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
              subject: "Subject | None" = None, generated_frames: Any = None, reference_frames: Any = None,
              audio: Any = None, sample_rate: int | None = None, fps: float | None = None,
              syncnet_weights: str | os.PathLike | None = None, syncnet: "SyncNet | None" = None,
-             sync_rows: list[MetricResult] | None = None, models_dir: str | os.PathLike | None = None,
+             sync_rows: list[MetricResult] | None = None, niqe_row: MetricResult | None = None,
+             models_dir: str | os.PathLike | None = None,
              progress: Callable[[int, int], None] | None = None, dims: int = 2, target_points: Any = None,
              reference_points: Any = None, face_center: Any = "authors") -> MetricsReport:
     """Compute every metric the inputs allow; the rest are rows with a ``skipped`` reason.
@@ -149,7 +150,8 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
     * ``generated_frames`` at ``fps`` (default: ``generated.fps``) + ``audio`` + ``sample_rate`` + SyncNet
       (``syncnet_weights``, a file, or ``syncnet``, a loaded network): "Sync" and "Sync-D" (LSE-C / LSE-D, see
       :mod:`moda_core.metrics.syncnet`; face boxes from MediaPipe models in ``models_dir``). ``sync_rows``
-      are those two rows computed elsewhere (e.g. streamed from a video file).
+      are those two rows computed elsewhere (e.g. streamed from a video file); ``niqe_row`` is the NIQE row
+      computed elsewhere (e.g. on a video at its own size).
     * ``generated_frames`` + the points they were rendered to, ``target_points`` ``[T, 478, 2]`` (px of the 512
       crop), or else ``generated`` (sample 0, with ``subject`` for offsets) projected with ``face_center`` (the
       renderer's): "landmark follow" (:mod:`moda_core.metrics.follow`, MediaPipe model in ``models_dir``).
@@ -186,7 +188,9 @@ def evaluate(generated: "TalkingRepr | None" = None, reference: "TalkingRepr | N
     run("PSNR", "dB", True, frames, lambda: image.psnr(generated_frames, reference_frames))
     run("SSIM", "", True, frames, lambda: image.ssim(generated_frames, reference_frames))
     run("TCM", "", True, frames, lambda: temporal.tcm(generated_frames, reference_frames))
-    if generated_frames is None:
+    if niqe_row is not None:
+        report.add(niqe_row)
+    elif generated_frames is None:
         report.add(MetricResult.skip("NIQE", "needs generated frames", "", False))
     else:
         try:
