@@ -60,6 +60,17 @@ class RecordedNoise:
     def window_frames(self) -> list[int]:
         return [w.shape[1] for w in self.windows]
 
+    @classmethod
+    def from_seed(cls, seed: int, window_frames: Sequence[int], num_samples: int, latent_size: int,
+                  source: str = "seeded noise") -> "RecordedNoise":
+        """The draw seeded sampling makes: sample ``i`` from a CPU generator seeded ``seed + i``, one
+        ``[1, frames, latent]`` normal draw per window in order (as ``MODANet`` draws it)."""
+        samples = []
+        for index in range(num_samples):
+            generator = torch.Generator().manual_seed(seed + index)
+            samples.append([torch.randn((1, frames, latent_size), generator=generator) for frames in window_frames])
+        return cls(tuple(torch.cat([s[w] for s in samples]) for w in range(len(window_frames))), source=source)
+
     # ---------------------------------------------------------------- files
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RecordedNoise":

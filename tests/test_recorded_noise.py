@@ -10,6 +10,7 @@ from moda_core.models.moda import MODAConfig, MODANet
 from moda_core.models.renderer import RendererConfig, RenderGenerator
 from moda_core.pipeline import AnimateOptions, MODAModels, condition_batches, predict_motion, render_stream
 from moda_core.recorded_noise import NoiseFileError, RecordedNoise
+from moda_core.smoothing import smooth_motion
 from moda_core.subject import Subject
 
 RATE = 16000
@@ -164,6 +165,15 @@ def test_cli_noise_and_saved_stages(models, subject, speech, tmp_path, capsys):
     saved = TalkingRepr.load(tmp_path / "r.safetensors")
     expected = predict_motion(models.moda, speech[: RATE // 2], subject, num_samples=2, noise=noise)
     assert saved.num_samples == 2 and torch.equal(saved.head_pose[:, :, 6], expected.head_pose[:, :, 6])
+
+    # --save-noise writes the seeded draw; replaying it gives the same motion
+    code = main(["animate", *common, "--out", str(tmp_path / "s.mp4"), "--seed", "4", "--samples", "2",
+                 "--save-noise", str(tmp_path / "drawn.safetensors"), "--save-repr", str(tmp_path / "s.npz")])
+    drawn = RecordedNoise.load(tmp_path / "drawn.safetensors")
+    assert code == 0 and drawn.window_frames() == [15] and drawn.num_samples == 2
+    seeded = smooth_motion(predict_motion(models.moda, speech[: RATE // 2], subject, seed=4, num_samples=2))
+    assert torch.equal(TalkingRepr.load(tmp_path / "s.npz").mouth, seeded.mouth)
+    assert torch.equal(drawn.windows[0], torch.cat(RecordedNoise.from_seed(4, [15], 2, drawn.latent_size).windows))
 
     short = RecordedNoise((torch.randn(2, 14, models.moda.config.hidden_size),))
     short.save(tmp_path / "short.safetensors")

@@ -60,6 +60,9 @@ def register(subparsers) -> None:
     animate.add_argument("--noise", type=Path, default=None, metavar="FILE",
                          help="replay a recorded VAE draw instead of seeded sampling: .safetensors with noise.0, "
                               "noise.1, ... one [samples, frames, latent] tensor per 20 s window")
+    animate.add_argument("--save-noise", type=Path, default=None, metavar="FILE",
+                         help="also write the VAE draw used (seeded or --noise) as such a .safetensors, to replay "
+                              "it later with --noise")
     animate.add_argument("--sample", type=int, default=0, help="which sample to render")
     animate.add_argument("--fps", type=float, default=30.0, help="video frame rate (the authors' models: 30)")
     animate.add_argument("--no-smoothing", action="store_true", help="skip the authors' temporal smoothing")
@@ -155,6 +158,8 @@ def check_render_args(args) -> None:
     check_output_file(args.out, "--out", (".mp4",))
     save_repr = getattr(args, "save_repr", None)
     check_output_file(save_repr, "--save-repr", (".safetensors", ".npz"))
+    save_noise = getattr(args, "save_noise", None)
+    check_output_file(save_noise, "--save-noise", (".safetensors",))
     for option in ("image", "subject", "audio", "repr", "noise"):
         check_input_file(getattr(args, option, None), f"--{option}")
     check_input_folder(args.weights, "--weights")
@@ -168,6 +173,7 @@ def check_render_args(args) -> None:
     check_device(args.device)
     check_output_folder(args.out.parent, "--out")
     check_output_folder(save_repr and save_repr.parent, "--save-repr")
+    check_output_folder(save_noise and save_noise.parent, "--save-noise")
     check_output_folder(args.save_condition, "--save-condition")
     check_output_folder(args.save_frames, "--save-frames")
 
@@ -193,11 +199,22 @@ def run_animate(args) -> int:
     warn_flat_motion(args.weights)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
+    if args.save_noise is not None and noise is None:          # the seeded draw, made explicit (same result)
+        from dataclasses import replace
+
+        from moda_core.models.moda import motion_windows
+        from moda_core.recorded_noise import RecordedNoise
+        windows, _ = motion_windows(len(wave), options.fps, frame_count=options.frame_count)
+        noise = RecordedNoise.from_seed(args.seed, [w.frames for w in windows], samples,
+                                        models.moda.config.hidden_size)
+        options = replace(options, noise=noise)
     with progress:
         result = animate(models, wave, subject, args.out, options, progress=progress,
                          on_batch=stage_saver(args, options), mux_audio=source_audio)
     if args.save_repr is not None:
         result.repr.save(args.save_repr)
+    if args.save_noise is not None:
+        noise.save(args.save_noise)
     print(f"moda animate: wrote {result.path} ({result.frames} frames, {result.seconds:.2f} s at {result.fps:g} fps) "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
