@@ -42,6 +42,11 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
                         help="also write the condition images (renderer input) as lossless PNG DIR/000000.png ...")
     parser.add_argument("--save-frames", type=Path, default=None, metavar="DIR",
                         help="also write the rendered frames as lossless PNG DIR/000000.png ...")
+    parser.add_argument("--quantize", choices=["round", "truncate"], default="round",
+                        help="8-bit output frames: round to the nearest level, or truncate as the authors do")
+    parser.add_argument("--renderer-layout", choices=["channels_last", "plain"], default="channels_last",
+                        help="renderer memory layout: channels_last is faster on CPU; plain is the authors' "
+                             "(their frames within 3 levels; channels_last moves a few values by up to 9)")
 
 
 def register(subparsers) -> None:
@@ -68,6 +73,9 @@ def register(subparsers) -> None:
     animate.add_argument("--no-smoothing", action="store_true", help="skip the authors' temporal smoothing")
     animate.add_argument("--window-blend", choices=["average", "crossfade"], default="average",
                          help="how overlapping 20 s windows of long audio are merged")
+    animate.add_argument("--frame-count", choices=["exact", "authors"], default="exact",
+                         help="exact: floor(seconds * fps) frames (8.00 s -> 240); authors: their float64 count "
+                              "and window merge (8.00 s -> 239, 25 s -> 749)")
     animate.add_argument("--save-repr", type=Path, default=None,
                          help="also write R (.safetensors or .npz) for editing and `moda render`")
     _add_render_options(animate)
@@ -102,7 +110,7 @@ def _options(args, **extra):
     return AnimateOptions(renderer=args.renderer, precision=args.precision, batch_size=args.batch_size, output_size=args.output_size or None,
                           paste_back=args.paste_back, layout=args.layout,
                           face_center=None if args.face_center_y is None else (256.0, args.face_center_y, 128.0),
-                          **extra)
+                          quantize=args.quantize, **extra)
 
 
 def load_subject(args, progress: StageProgress):
@@ -195,10 +203,11 @@ def run_animate(args) -> int:
     source_audio = load_audio(args.audio, target_rate=None)       # muxed at its own rate, not the models' 16 kHz
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
-                             renderer=args.renderer == "neural")
+                             renderer=args.renderer == "neural", renderer_layout=args.renderer_layout)
     warn_flat_motion(args.weights)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
-                       smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise)
+                       smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise,
+                       frame_count=args.frame_count)
     if args.save_noise is not None and noise is None:          # the seeded draw, made explicit (same result)
         from dataclasses import replace
 
@@ -236,7 +245,7 @@ def run_render(args) -> int:
         source_audio = load_audio(args.audio, target_rate=None)
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
-                             renderer=args.renderer == "neural")
+                             renderer=args.renderer == "neural", renderer_layout=args.renderer_layout)
     if r.face is None:
         from moda_core.pipeline import compose_face
         r = compose_face(models.faco, r, subject)
