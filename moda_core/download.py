@@ -423,6 +423,9 @@ def _fetch_authors(folder: Path, drives: list[DriveFile], progress: Progress, co
                 if _is_network_error(err):
                     unreachable = f"Google Drive could not be reached ({_reason(err)})"
                     failures.append((drive, unreachable))
+                elif type(err).__name__ in ("HTTPError", "FileURLRetrievalError"):     # Drive's answer
+                    failures.append((drive, f"{_reason(err)}; Drive refused the file (moved, private, or its "
+                                            "download quota is used up for today)"))
                 elif type(err).__module__.startswith(("gdown", "requests")) or isinstance(err, OSError):
                     failures.append((drive, f"{_reason(err)}; run again to resume"))
                 else:
@@ -431,11 +434,7 @@ def _fetch_authors(folder: Path, drives: list[DriveFile], progress: Progress, co
         fetched[drive] = staged
     if failures:
         _remove_empty([staging])                   # a partial transfer (kept for resuming) keeps the folder
-        raise DownloadError(_failure_message(folder, outcome, [
-            (d.label, reason, d.url, folder / _MANUAL_FOLDERS[d.kinds[0]], None) for d, reason in failures],
-            "from the authors' Google Drive") + "\nThe loaders and --weights read the authors' files as they are; "
-            f"import the subject with `moda import-subject {folder / PERSON} --out {folder / SUBJECT_TARGET}`.",
-            "source")
+        raise DownloadError(_authors_failure(folder, outcome, failures, fetched), "source")
     kinds = _identify_all(fetched)
     subject_done = False
     for drive, staged in fetched.items():
@@ -460,6 +459,17 @@ def _fetch_authors(folder: Path, drives: list[DriveFile], progress: Progress, co
         _import_subject(folder, outcome)
     _remove_empty([staging])
     return outcome
+
+
+def _authors_failure(folder: Path, outcome: Outcome, failures: list[tuple[DriveFile, str]],
+                     fetched: dict[DriveFile, Path]) -> str:
+    lines = [_failure_message(folder, outcome, [(d.label, reason, d.url, folder / _MANUAL_FOLDERS[d.kinds[0]], None)
+                                                for d, reason in failures], "from the authors' Google Drive")]
+    lines += [f"Downloaded, kept in {path.parent} for the next run: {d.label} ({d.drive_id})"
+              for d, path in fetched.items()]
+    lines.append("The loaders and --weights read the authors' files as they are; import the subject with "
+                 f"`moda import-subject {folder / PERSON} --out {folder / SUBJECT_TARGET}`.")
+    return "\n".join(lines)
 
 
 def _identify_all(fetched: dict[DriveFile, Path]) -> dict[DriveFile, str]:

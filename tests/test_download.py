@@ -226,6 +226,25 @@ def test_authors_interrupted_then_resumed(tmp_path, drive, authors_payloads):
     assert load_model(tmp_path / "moda.safetensors", kind="moda").config == TINY["moda"]
 
 
+def test_authors_file_gone_is_named_and_the_others_still_come(tmp_path, drive):
+    gone = dl.AUTHORS_FILES[2]
+    del drive.files[gone.drive_id]
+    with pytest.raises(dl.DownloadError) as raised:
+        _authors(tmp_path, files=["Cathy.pth", "MODA.pkl"])
+    message = str(raised.value)
+    assert message.startswith("1 file(s) not downloaded from the authors' Google Drive: HTTPError: 404 Client Error: "
+                              "Not Found; Drive refused the file")
+    assert f"  renderer/Cathy.pth: {gone.url} -> {tmp_path / 'renderer'}{os.sep}" in message
+    assert sorted(c["id"] for c in drive.calls) == sorted(f.drive_id for f in dl.AUTHORS_FILES[:3])
+    kept = dl.AUTHORS_FILES[0]
+    assert f"Downloaded, kept in {tmp_path / dl.STAGING} for the next run: {kept.label} ({kept.drive_id})" in message
+    assert not (tmp_path / "renderer").exists()
+    drive.files[gone.drive_id] = b"PK not really"                  # the next run fetches only the missing file
+    with pytest.raises(dl.DownloadError, match="unusable"):
+        _authors(tmp_path, files=["Cathy.pth", "MODA.pkl"])
+    assert [c["id"] for c in drive.calls[3:]] == [gone.drive_id]
+
+
 @pytest.mark.parametrize("offline", [True, "after retries"])
 def test_authors_offline_names_every_file_url_and_folder(tmp_path, drive, offline):
     drive.offline = offline
