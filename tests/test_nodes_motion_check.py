@@ -24,5 +24,6 @@ def test_loader_warns_about_flat_weights_only(moda_nodes, moda_dir, tiny_weights
         assert "flatter" not in caplog.text
         loaded = run_node(moda_nodes["MODA_LoadMODAModel"], weights="flat.safetensors", precision="auto").args[0]
     assert loaded.kind == "moda"
-    assert "MODA Load MODA Model" in caplog.text and "flatter than its training clip after 7 training steps" in caplog.text
+    assert "MODA Load MODA Model" in caplog.text
+    assert "flatter than its training clip after 7 training steps" in caplog.text
     assert "blinks 0/min (clip 24)" in caplog.text and "MODA Add Blinks" in caplog.text
