@@ -223,6 +223,8 @@ class WarpRenderer:
                               for t in tri_list], dtype=bool)
         # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
         self.checked = ~self.hole & (self.source_area > 0.5 * self.scale ** 2)
+        self._checked_ids = np.flatnonzero(self.checked)
+        self._checked_corners = tuple(triangles[self.checked, k] for k in range(3))
         # draw holes first so real skin wins where they overlap
         order = np.argsort(~self.hole, kind="stable")
         self.draw_order = order
@@ -334,7 +336,12 @@ class WarpRenderer:
         return upper + split, lower - split
 
     def _flipped(self, points: np.ndarray) -> np.ndarray:
-        return (signed_areas(points, self.triangles) <= 0) & self.checked
+        """Mask of checked triangles (not holes or slivers) whose orientation at ``points [N, 2]`` is flipped."""
+        a, b, c = self._checked_corners
+        e1, e2 = points[b] - points[a], points[c] - points[a]
+        mask = np.zeros(len(self.triangles), dtype=bool)
+        mask[self._checked_ids] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] <= 0
+        return mask
 
     def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
         """Unfold the mesh: the motion of vertices of flipping triangles (e.g. the far cheek and nose of a turned
@@ -376,35 +383,58 @@ class WarpRenderer:
 
     # ------------------------------------------------------------ rendering
     def _inverse_map(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Full-size ``map_x, map_y`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``."""
+        """Full-size ``map_x, map_y`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``.
+
+        The target triangles are rasterised on a coarse grid (vectorised: every grid centre in a triangle's
+        bounding box is tested with barycentric coordinates, which also give its source position); the
+        displacement is upsampled (it is continuous) and added to the full-size pixel grid."""
         g = min(self.config.map_size, self.size)
         ratio = g / self.size
-        tri = self.triangles
-        t = points[tri]                                                    # [F, 3, 2]
-        s = self.source[tri]
-        tm = np.concatenate([t, np.ones((len(tri), 3, 1))], -1)            # rows [x, y, 1]
-        det = np.linalg.det(tm)
+        low = (points[self.triangles] + 0.5) * ratio - 0.5                 # [F, 3, 2] in grid coordinates
+        corners = np.concatenate([low, np.ones((len(low), 3, 1))], -1)     # rows [x, y, 1]
+        det = np.linalg.det(corners)
         ok = np.abs(det) > 1e-9
-        affine = np.zeros((len(tri), 3, 2))
-        affine[ok] = np.linalg.solve(tm[ok], s[ok])                        # [x y 1] @ A = source
-        ids = np.full((g, g), -1, np.int32)
-        low = (t + 0.5) * ratio - 0.5                                      # low-res pixel coordinates
-        fixed = np.round(low * 16).astype(np.int32)
-        for f in self.draw_order:
-            if ok[f]:
-                cv2.fillConvexPoly(ids, fixed[f], int(f), lineType=cv2.LINE_8, shift=4)
-        centres = (np.arange(g) + 0.5) / ratio - 0.5
-        gx, gy = np.meshgrid(centres, centres)
-        covered = ids >= 0
-        a = affine[ids[covered]]                                           # [K, 3, 2]
-        x, y = gx[covered], gy[covered]
+        faces = np.flatnonzero(ok)
+        inverse = np.linalg.inv(corners[ok])                              # [x y 1] @ inverse = barycentrics
+        lo = np.clip(np.ceil(low[ok].min(1)), 0, g - 1).astype(np.int64)
+        hi = np.clip(np.floor(low[ok].max(1)), 0, g - 1).astype(np.int64)
+        width, height = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
+        counts = np.where((width > 0) & (height > 0), width * height, 0)
+        hole = self.hole[faces]
         disp = np.zeros((g, g, 2), np.float32)
-        disp[covered, 0] = x * a[:, 0, 0] + y * a[:, 1, 0] + a[:, 2, 0] - x
-        disp[covered, 1] = x * a[:, 0, 1] + y * a[:, 1, 1] + a[:, 2, 1] - y
+        # large triangles (background, hair): cv2 fills their ids, holes first so skin wins
+        large = counts > 48
+        ids = np.full((g, g), -1, np.int32)
+        fixed = np.round(low[faces] * 16).astype(np.int32)
+        for f in np.concatenate([np.flatnonzero(large & hole), np.flatnonzero(large & ~hole)]).tolist():
+            cv2.fillConvexPoly(ids, fixed[f], f, lineType=cv2.LINE_8, shift=4)
+        py, px = np.nonzero(ids >= 0)
+        self._write(disp, ids[py, px], px, py, inverse, faces, ratio)
+        # small triangles (the face): every grid centre in the bounding box, tested with barycentrics
+        small = np.where(large, 0, counts)
+        owner = np.repeat(np.arange(len(faces)), small)
+        k = np.arange(small.sum()) - np.repeat(np.cumsum(small) - small, small)
+        px = lo[owner, 0] + k % width[owner]
+        py = lo[owner, 1] + k // width[owner]
+        over_skin = (ids[py, px] >= 0) & ~hole[np.maximum(ids[py, px], 0)]
+        for keep in (hole[owner] & ~over_skin, ~hole[owner]):
+            self._write(disp, owner[keep], px[keep], py[keep], inverse, faces, ratio, test=True)
         if g != self.size:
             disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         maps = self._grid + disp
         return maps[..., 0], maps[..., 1]
+
+    def _write(self, disp: np.ndarray, owner: np.ndarray, px: np.ndarray, py: np.ndarray, inverse: np.ndarray,
+               faces: np.ndarray, ratio: float, test: bool = False) -> None:
+        """Displacement (source - target) at grid centres ``(px, py)`` of triangles ``owner`` (indices into
+        ``faces``); with ``test`` only where the centre lies inside the triangle."""
+        bary = px[:, None] * inverse[owner, 0] + py[:, None] * inverse[owner, 1] + inverse[owner, 2]
+        if test:
+            inside = (bary >= -1e-7).all(1)
+            owner, px, py, bary = owner[inside], px[inside], py[inside], bary[inside]
+        source = np.einsum("kc,kcd->kd", bary, self.source[self.triangles[faces[owner]]])
+        disp[py, px, 0] = source[:, 0] - ((px + 0.5) / ratio - 0.5)
+        disp[py, px, 1] = source[:, 1] - ((py + 0.5) / ratio - 0.5)
 
     def render_points(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> np.ndarray:
         """face_xy ``[B, 478, 2]``, torso_xy ``[B, 18, 2]`` float image-space px of the 512-px crop (what
