@@ -243,3 +243,17 @@ def test_cli_animate_uses_warp_when_no_renderer_file(weights_without_renderer, d
                  str(tmp_path / "short.wav"), "--weights", str(weights_without_renderer), "--models",
                  str(data_dir / "models"), "--out", str(out), "--renderer", "neural"]) != 0
     assert "renderer" in capsys.readouterr().err
+
+
+def test_quickstart_animates_another_photo_with_warp(weights_without_renderer, data_dir, tmp_path):
+    from moda_core.preprocess import load_audio
+    from moda_core.train.quickstart import animate_photo_with_warp
+    from moda_core.video import read_video_info
+
+    models = MODAModels.load(weights_without_renderer, renderer=False)
+    wave, _ = load_audio(data_dir / "audio" / "en_hdtf_radio31.wav")
+    video = animate_photo_with_warp(models, data_dir / "portraits" / "hallo_woman.jpg", wave[:8000], tmp_path,
+                                    "speech", models_dir=data_dir / "models")
+    assert video == tmp_path / "hallo_woman-speech-warp.mp4"
+    info = read_video_info(video)
+    assert (info["width"], info["height"]) == (512, 512)

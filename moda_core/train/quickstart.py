@@ -7,7 +7,9 @@ Stages (each prints one summary line with its time):
 3. faco      a small FaCo-Net;
 4. renderer  a reduced renderer (256 px, ngf 16) for this person; videos are upscaled to 512;
 5. eval      held-out PSNR / SSIM of the renderer: ground-truth conditions of the clip's last 20 % of frames;
-6. animate   ``samples/speech.wav`` -> ``<out>/<clip>-<audio>.mp4`` (512x512) with the trained models.
+6. animate   ``samples/speech.wav`` -> ``<out>/<clip>-<audio>.mp4`` (512x512) with the trained models;
+7. warp      a photo of another person (``samples/portrait.jpg``) says the same speech with the trained MODA and
+             FaCo-Net and the warp renderer (no renderer training) -> ``<out>/<photo>-<audio>-warp.mp4``.
 
 Training runs against one wall-clock budget (``minutes``: MODA and FaCo-Net get fixed shares, the renderer
 the rest) and step caps. With converted authors' weights (``moda.safetensors`` / ``faco.safetensors`` in
@@ -49,6 +51,7 @@ class QuickstartConfig:
     out_dir: Path = Path("moda-quickstart")
     video: Path = SAMPLES_DIR / "talking.mp4"
     audio: Path = SAMPLES_DIR / "speech.wav"
+    photo: Path | None = SAMPLES_DIR / "portrait.jpg"   # animated with the warp renderer at the end (None: skip)
     models_dir: Path = SAMPLES_DIR / "models"     # face_landmarker.task, selfie_segmenter.tflite
     weights: Path | None = None                   # folder with converted authors' moda/faco .safetensors
     minutes: float = 8.0                          # wall-clock budget of all training together
@@ -71,6 +74,7 @@ class QuickstartResult:
     psnr: float
     ssim: float
     seconds: dict[str, float]                     # per stage
+    warp_video: Path | None = None                # the photo animated with the warp renderer
 
 
 def _given_weights(config: QuickstartConfig, kind: str) -> Path | None:
@@ -201,7 +205,36 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
     log(f"animate: {animated.frames} frames ({animated.seconds:.2f} s) of {config.audio.name} in "
         f"{timed('animate', tic):.1f} s; other audio: moda animate --weights {out} --subject {subject_path} "
         f"--audio SPEECH --out OUT.mp4 --output-size {OUTPUT_SIZE}")
+    # 7. another person from a photo, warp renderer
+    warp_video = None
+    if config.photo is not None:
+        tic = time.monotonic()
+        with StageProgress(disable=not config.progress) as progress:
+            warp_video = animate_photo_with_warp(models, config.photo, wave, out, config.audio.stem,
+                                                 models_dir=config.models_dir, fps=config.fps, seed=config.seed,
+                                                 progress=progress)
+        log(f"warp: {config.photo.name} animated with the warp renderer (no training for this person) in "
+            f"{timed('warp', tic):.1f} s; any photo: moda animate --renderer warp --weights {out} --image PHOTO "
+            f"--audio SPEECH --out OUT.mp4")
     files = [out / WEIGHT_FILES[kind] for kind in WEIGHT_FILES] + [subject_path, video]
     total = time.monotonic() - started
     log(f"quickstart: done in {int(total // 60)} min {total % 60:.0f} s; wrote {', '.join(map(str, files))}")
-    return QuickstartResult(out, video, subject_path, psnr, ssim, seconds)
+    log(f"quickstart: videos: {video} (trained renderer, the clip's person)"
+        + (f" and {warp_video} (warp renderer, {config.photo.name})" if warp_video is not None else ""))
+    return QuickstartResult(out, video, subject_path, psnr, ssim, seconds, warp_video)
+
+
+def animate_photo_with_warp(models, photo: Path, wave, out_dir: Path, audio_name: str, *,
+                            models_dir: Path | None = None, fps: float = 30.0, seed: int = 0,
+                            progress=None) -> Path:
+    """``photo`` (any person) says ``wave`` (16 kHz) with ``models``' MODA and FaCo-Net and the warp renderer ->
+    ``<out_dir>/<photo>-<audio_name>-warp.mp4`` (512x512 crop)."""
+    from moda_core.pipeline import AnimateOptions, animate
+    from moda_core.preprocess import subject_from_photo
+
+    subject, _ = subject_from_photo(photo, models_dir=models_dir, name=Path(photo).stem)
+    video = Path(out_dir) / f"{Path(photo).stem}-{audio_name}-warp.mp4"
+    options = AnimateOptions(fps=fps, seed=seed, renderer="warp", face_center=CANONICALISATION_FACE_CENTER,
+                             output_size=OUTPUT_SIZE)
+    animate(models, wave, subject, video, options, progress=progress)
+    return video
