@@ -98,6 +98,8 @@ def _check_moda_motion(path: Path, sample, steps: int, log: Callable[[str], None
     said here (and again wherever the weights are loaded) when flatter than the clip."""
     from moda_core.motion_check import motion_warning, record_motion_check
 
+    if not path.is_file():
+        return
     check = record_motion_check(path, sample.audio, sample.subject, sample.repr, steps=steps)
     log(f"moda: {check.summary()}")
     warning = motion_warning(path)
