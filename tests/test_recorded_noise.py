@@ -71,9 +71,9 @@ def test_replay_equals_the_seeded_run(models, subject, speech, tmp_path):
                         .window_noise(0), **windows)
 
     # through predict_motion (one window here), two samples, from a file: sample i replays seed 5 + i
-    wave = speech[:RATE]                                                        # 30 frames
+    wave = speech[: RATE // 2]                                                  # 15 frames
     seeded = predict_motion(models.moda, wave, subject, seed=5, num_samples=2)
-    draws = torch.cat([seeded_draws(seed, [30], latent)[0] for seed in (5, 6)])
+    draws = torch.cat([seeded_draws(seed, [15], latent)[0] for seed in (5, 6)])
     path = RecordedNoise((draws,)).save(tmp_path / "noise.safetensors")
     replayed = predict_motion(models.moda, wave, subject, seed=999, num_samples=2, noise=path)
     for track in ("mouth", "eyes", "head_pose", "torso"):
@@ -121,7 +121,7 @@ def test_noise_file_errors(tmp_path):
 def test_render_stream_hook_and_png_stages(models, subject, speech, tmp_path):
     from moda_core.frame_files import StageSaver
 
-    r = predict_motion(models.moda, speech[: RATE // 2], subject, seed=2)      # 15 frames
+    r = predict_motion(models.moda, speech[: RATE // 5], subject, seed=2)      # 6 frames
     options = AnimateOptions(batch_size=4)
     saver = StageSaver(tmp_path / "cond", tmp_path / "frames")
     frames = torch.cat(list(render_stream(models, r, subject, options, on_batch=saver)))
@@ -129,7 +129,7 @@ def test_render_stream_hook_and_png_stages(models, subject, speech, tmp_path):
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert names == [f"{i:06d}.png" for i in range(r.num_frames)] == sorted(p.name for p in
                                                                           (tmp_path / "cond").iterdir())
-    for index in (0, 7, r.num_frames - 1):
+    for index in (0, 4, r.num_frames - 1):
         saved = np.array(Image.open(tmp_path / "frames" / f"{index:06d}.png"))
         assert np.array_equal(saved, (frames[index] * 255).round().to(torch.uint8).numpy())
         condition = np.array(Image.open(tmp_path / "cond" / f"{index:06d}.png"))
@@ -151,34 +151,34 @@ def test_cli_noise_and_saved_stages(models, subject, speech, tmp_path, capsys):
     for kind in ("moda", "faco", "renderer"):
         save_model(getattr(models, kind), weights / f"{kind}.safetensors")
     subject.save(tmp_path / "subject.safetensors")
-    wavfile.write(tmp_path / "speech.wav", RATE, speech[: RATE // 2])          # 15 frames
-    noise = RecordedNoise((torch.randn(2, 15, models.moda.config.hidden_size),))
+    wavfile.write(tmp_path / "speech.wav", RATE, speech[: RATE // 5])          # 6 frames
+    noise = RecordedNoise((torch.randn(2, 6, models.moda.config.hidden_size),))
     noise.save(tmp_path / "noise.safetensors")
     common = ["--subject", str(tmp_path / "subject.safetensors"), "--audio", str(tmp_path / "speech.wav"),
               "--weights", str(weights), "--output-size", "0"]
     code = main(["animate", *common, "--out", str(tmp_path / "a.mp4"), "--noise", str(tmp_path / "noise.safetensors"),
                  "--sample", "1", "--save-repr", str(tmp_path / "r.safetensors"),
                  "--save-condition", str(tmp_path / "cond"), "--save-frames", str(tmp_path / "frames")])
-    assert code == 0 and read_video_info(tmp_path / "a.mp4")["frames"] == 15
-    assert len(list((tmp_path / "frames").glob("*.png"))) == len(list((tmp_path / "cond").glob("*.png"))) == 15
+    assert code == 0 and read_video_info(tmp_path / "a.mp4")["frames"] == 6
+    assert len(list((tmp_path / "frames").glob("*.png"))) == len(list((tmp_path / "cond").glob("*.png"))) == 6
     from moda_core.repr import TalkingRepr
     saved = TalkingRepr.load(tmp_path / "r.safetensors")
-    expected = predict_motion(models.moda, speech[: RATE // 2], subject, num_samples=2, noise=noise)
+    expected = predict_motion(models.moda, speech[: RATE // 5], subject, num_samples=2, noise=noise)
     assert saved.num_samples == 2 and torch.equal(saved.head_pose[:, :, 6], expected.head_pose[:, :, 6])
 
     # --save-noise writes the seeded draw; replaying it gives the same motion
     code = main(["animate", *common, "--out", str(tmp_path / "s.mp4"), "--seed", "4", "--samples", "2",
                  "--save-noise", str(tmp_path / "drawn.safetensors"), "--save-repr", str(tmp_path / "s.npz")])
     drawn = RecordedNoise.load(tmp_path / "drawn.safetensors")
-    assert code == 0 and drawn.window_frames() == [15] and drawn.num_samples == 2
-    seeded = smooth_motion(predict_motion(models.moda, speech[: RATE // 2], subject, seed=4, num_samples=2))
+    assert code == 0 and drawn.window_frames() == [6] and drawn.num_samples == 2
+    seeded = smooth_motion(predict_motion(models.moda, speech[: RATE // 5], subject, seed=4, num_samples=2))
     assert torch.equal(TalkingRepr.load(tmp_path / "s.npz").mouth, seeded.mouth)
-    assert torch.equal(drawn.windows[0], torch.cat(RecordedNoise.from_seed(4, [15], 2, drawn.latent_size).windows))
+    assert torch.equal(drawn.windows[0], torch.cat(RecordedNoise.from_seed(4, [6], 2, drawn.latent_size).windows))
 
-    short = RecordedNoise((torch.randn(2, 14, models.moda.config.hidden_size),))
+    short = RecordedNoise((torch.randn(2, 5, models.moda.config.hidden_size),))
     short.save(tmp_path / "short.safetensors")
     code = main(["animate", *common, "--out", str(tmp_path / "b.mp4"), "--noise", str(tmp_path / "short.safetensors"),
                  "--save-frames", str(tmp_path / "b_frames")])
     err = capsys.readouterr().err
-    assert code == 2 and "short.safetensors" in err and "[14] frames" in err
+    assert code == 2 and "short.safetensors" in err and "[5] frames" in err
     assert not (tmp_path / "b.mp4").exists() and not list((tmp_path / "b_frames").iterdir())
