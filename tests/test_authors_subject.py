@@ -66,6 +66,21 @@ def test_import_round_trip_keeps_the_authors_values_exactly(golden, tmp_path):
     assert torch.equal(from_cli.reference_image, subject.reference_image)
 
 
+def test_reference_pth_written_with_numpy_1(golden, tmp_path):
+    """The authors' file was pickled under numpy 1.x, whose arrays name numpy.core.multiarray._reconstruct."""
+    arrays, image = golden
+    folder = write_authors_folder(tmp_path / "Cathy", arrays, image)
+    with zipfile.ZipFile(folder / "reference.pth") as archive:
+        entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    with zipfile.ZipFile(folder / "reference.pth", "w") as archive:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+                assert b"numpy.core.multiarray\n_reconstruct" in data
+            archive.writestr(info, data)
+    assert np.array_equal(import_subject(folder).reference_image.numpy(), image)
+
+
 def test_float32_subjects_and_old_files_are_unchanged(golden, tmp_path):
     arrays, image = golden
     subject = Subject(reference_image=image, template=arrays["templete"], mean_head_pose=arrays["headmotion"],
