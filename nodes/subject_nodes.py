@@ -326,11 +326,10 @@ class MODALoadAuthorsSubject(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, subject_folder: str):
-        """Re-run when repr.npz or the reference changes (sha256 of each)."""
-        def digest(name: str):
-            return file_fingerprint(lambda: os.path.join(cls._path(subject_folder), name))
-
-        return "|".join(str(digest(name)) for name in (REPR_FILE, *REFERENCE_FILES))
+        """Re-run when repr.npz or the reference changes (sha256 of each); always when repr.npz is unreadable."""
+        digests = [file_fingerprint(lambda name=name: os.path.join(cls._path(subject_folder), name))
+                   for name in (REPR_FILE, *REFERENCE_FILES)]
+        return digests[0] if not isinstance(digests[0], str) else "|".join(map(str, digests))
 
 
 NODES = [MODASubjectFromImage, MODASubjectFromVideo, MODASaveSubject, MODALoadSubject, MODALoadAuthorsSubject]

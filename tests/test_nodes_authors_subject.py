@@ -43,6 +43,8 @@ def test_lists_and_loads_the_authors_folders(moda_nodes, comfy_dirs, golden):
     assert before == fingerprint(load, subject_folder="cathy")
     torch.save({"example_files": ["x"], "examples": [image[:, ::-1].copy()]}, moda / "cathy" / "reference.pth")
     assert fingerprint(load, subject_folder="cathy") != before
+    missing = fingerprint(load, subject_folder="gone")
+    assert missing != missing                                    # NaN: always re-run, execute says what is wrong
 
 
 def test_errors_name_the_node_input_and_file(moda_nodes, comfy_dirs, golden):
