@@ -91,7 +91,9 @@ def test_debug_layout_and_silence(models, subject, tmp_path):
     info = read_video_info(tmp_path / "debug.mp4")
     size = models.render_size
     assert (info["width"], info["height"]) == (3 * size, size)
-    assert result.frames == 29            # the authors' frame count: int(16000 / (16000 / 30)) in float64
+    assert result.frames == 30            # exact count; the authors' float64 int(16000 / (16000 / 30)) is 29
+    authors = animate(models, silent, subject, None, AnimateOptions(frame_count="authors"))
+    assert authors.frames == 29
 
 
 def test_too_short_audio_and_bad_output(models, subject, tmp_path):
