@@ -133,7 +133,7 @@ def test_cli_animate_and_render(models, subject, speech, tmp_path, data_dir):
     code = main(["animate", "--subject", str(tmp_path / "subject.safetensors"), "--audio", str(tmp_path / "speech.wav"),
                  "--weights", str(weights), "--out", str(tmp_path / "a.mp4"), "--save-repr", str(tmp_path / "r.npz"),
                  "--samples", "2", "--sample", "1"])
-    assert code == 0 and read_video_info(tmp_path / "a.mp4")["frames"] == 29
+    assert code == 0 and read_video_info(tmp_path / "a.mp4")["frames"] == 30   # 1 s at 30 fps
     code = main(["render", "--repr", str(tmp_path / "r.npz"), "--subject", str(tmp_path / "subject.safetensors"),
                  "--weights", str(weights), "--out", str(tmp_path / "b.mp4"), "--sample", "1"])
     assert code == 0 and read_video_info(tmp_path / "b.mp4")["audio_seconds"] is None
