@@ -331,3 +331,50 @@ def test_face_index_is_offered_and_named_in_warnings(tmp_path, data_dir, capsys)
     assert main(["preview", "--image", str(tmp_path / "pair.png"), "--face-index", "5", *common, "--out",
                  str(tmp_path / "c.mp4")]) == 2
     assert "--face-index 5 is out of range" in capsys.readouterr().err
+
+
+def test_readme_python_snippet_runs_from_the_repository_root(tiny_weights, tmp_path):  # noqa: F811
+    import re
+
+    from moda_core.preprocess.video import probe_video
+
+    snippet = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S).group(1)
+    assert '"samples/portrait.jpg"' in snippet and '"samples/speech.wav"' in snippet
+    out = tmp_path / "talk.mp4"
+    code = snippet.replace('"out/quickstart"', repr(str(tiny_weights))).replace('"out/talk.mp4"', repr(str(out)))
+    code = re.sub(r"(wave, _ = load_audio\(.*\)\n)", r"\1wave = wave[:8000]  # 0.5 s keeps the test fast\n", code)
+    assert "wave[:8000]" in code
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = probe_video(out)
+    assert (info.width, info.height, info.has_audio) == (512, 512, True)
+
+
+# ------------------------------------------------------------------------------------ training budget estimate
+def test_budget_estimate_says_what_fits_and_suggests_a_smaller_network():
+    from moda_core.train.loop import LoopConfig, budget_estimate
+
+    paper_cpu = LoopConfig(max_minutes=30, max_epochs=100, slow_hint="try --preset small")
+    line = budget_estimate("renderer", 30.0, 500, 2, 40.0, paper_cpu)
+    # (1800 s - 40 s) / 30 s per step = 58 steps, 0.12 of an epoch of 500 steps
+    assert line.startswith("renderer: 30.00 s per step here, so this run does about 58 more steps (0.12 epochs")
+    assert line.endswith("in about 29 min. try --preset small")
+    fits = budget_estimate("renderer", 0.01, 500, 2, 1.0, paper_cpu)       # the epochs budget is reached first
+    assert "about 49998 more steps (100 epochs of 500 steps) in about 8 min" in fits
+    assert "try --preset small" not in fits
+    few = budget_estimate("renderer", 30.0, 500, 2, 40.0, LoopConfig(max_steps=10, slow_hint="try --preset small"))
+    assert "about 8 more steps" in few and "try" not in few            # a steps budget the user chose: no advice
+    days = budget_estimate("moda", 5.0, 100, 2, 1.0, LoopConfig(max_epochs=200, slow_hint="smaller"))
+    assert "about 19998 more steps (200 epochs of 100 steps) in about 27.8 h. smaller" in days
+
+
+def test_train_hint_names_the_preset_that_fits():
+    from moda_core.cli.train import slow_hint
+
+    parser = build_parser()
+    full = parser.parse_args(["train", "renderer", "x", "--out", "y"])
+    assert "--preset small (the quickstart's 256 px renderer" in slow_hint(full, "renderer")
+    small = parser.parse_args(["train", "renderer", "x", "--out", "y", "--preset", "small"])
+    assert "--preset" not in slow_hint(small, "renderer") and "--minutes" in slow_hint(small, "renderer")
+    tuned = parser.parse_args(["train", "moda", "x", "--out", "y", "--init", "MODA.safetensors"])
+    assert "GPU" in slow_hint(tuned, "moda")

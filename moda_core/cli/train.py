@@ -92,6 +92,17 @@ def _check(args) -> None:
     check_output_folder(args.out, "--out")
 
 
+def slow_hint(args, stage: str) -> str:
+    """What to do when the first timed step shows that the budget allows less than an epoch."""
+    if args.init is not None:
+        return "Fine-tuning this network needs a GPU (--device cuda) or a longer --minutes"
+    if args.preset != "full":
+        return "Give a longer --minutes or use a GPU (--device cuda)"
+    smaller = ("--preset small (the quickstart's 256 px renderer: 1/60 of the operations per frame)"
+               if stage == "renderer" else "--preset small (the quickstart's size)")
+    return f"The paper-size network is slow here: try {smaller}, a GPU (--device cuda) or a longer --minutes"
+
+
 def _loop(args, stage: str):
     from moda_core.train.loop import LoopConfig
 
@@ -99,7 +110,7 @@ def _loop(args, stage: str):
     return LoopConfig(max_steps=args.steps, max_epochs=args.epochs if budget_given else _DEFAULT_EPOCHS[stage],
                       max_minutes=args.minutes, batch_size=args.batch_size, val_every=args.val_every, seed=args.seed,
                       device=args.device, num_workers=args.workers, resume=not args.no_resume,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, slow_hint=slow_hint(args, stage))
 
 
 def _model_config(args, kind: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import gc
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -53,6 +54,7 @@ class LoopConfig:
     num_workers: int = 0                 # DataLoader worker processes
     resume: bool = True                  # continue from out_dir/runs/<name>/last when present
     progress: bool = True                # tqdm bar with the latest losses
+    slow_hint: str = ""                  # advice added to the first-step estimate when under an epoch fits
 
     def __post_init__(self):
         if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
@@ -256,6 +258,40 @@ class _CSVLog:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
+# ----------------------------------------------------------------------------------------------- estimate
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
+
+
+def budget_estimate(name: str, step_seconds: float, steps_per_epoch: int, step: int, elapsed: float,
+                    config: LoopConfig) -> str:
+    """The line printed after a run's second step (the first one warms up): steps the run will still do at the
+    measured speed under its budgets, their epochs and time (``step``: steps done, ``elapsed``: seconds of this
+    run); ``config.slow_hint`` when the time budget ends it before one epoch or it would take over a day."""
+    remaining = []
+    if config.max_steps is not None:
+        remaining.append(config.max_steps - step)
+    if config.max_epochs is not None:
+        remaining.append(config.max_epochs * steps_per_epoch - step)
+    in_time = None
+    if config.max_minutes is not None:
+        in_time = int(max(0.0, 60.0 * config.max_minutes - elapsed) / step_seconds)
+        remaining.append(in_time)
+    steps = max(0, min(remaining))
+    seconds = steps * step_seconds
+    epochs = steps / steps_per_epoch
+    text = (f"{name}: {step_seconds:.2f} s per step here, so this run does about {steps} more steps "
+            f"({f'{epochs:.2f}' if epochs < 10 else f'{epochs:.0f}'} epochs of {steps_per_epoch} steps) in about "
+            f"{_duration(seconds)}")
+    if config.slow_hint and ((steps == in_time and steps + step < steps_per_epoch) or seconds > 86400):
+        text += f". {config.slow_hint}"
+    return text
+
+
 # ----------------------------------------------------------------------------------------------- the loop
 def _loader(dataset: Dataset, batch_size: int, sampler: DistributedSampler, drop_last: bool,
             config: LoopConfig, device: torch.device) -> DataLoader:
@@ -366,13 +402,19 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
     for network in task.networks.values():
         network.train()
     stepped_since_val = False
+    run_steps = 0
     try:
         while not (stopped_by := out_of_budget()):
             sampler.set_epoch(counters.epoch)
             for index, batch in enumerate(loader):
                 if index < counters.epoch_step:                # resumed mid-epoch: skip what was done
                     continue
+                step_started = time.monotonic()
                 losses = task.train_step(task.batch_to_device(batch))
+                run_steps += 1
+                if rank == 0 and run_steps == 2:               # say what the budget allows at this speed
+                    bar.write(budget_estimate(task.name, time.monotonic() - step_started, len(loader),
+                                              counters.step + 1, time.monotonic() - started, config), file=sys.stderr)
                 counters.step += 1
                 counters.epoch_step = index + 1
                 stepped_since_val = True

@@ -203,7 +203,8 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
     options = AnimateOptions(fps=config.fps, seed=config.seed, tpe=tpe, face_center=CANONICALISATION_FACE_CENTER,
                              output_size=OUTPUT_SIZE)
     with StageProgress(disable=not config.progress) as progress:
-        animated = animate(models, wave, sample.subject, video, options, progress=progress)
+        animated = animate(models, wave, sample.subject, video, options, progress=progress,
+                           mux_audio=load_audio(config.audio, target_rate=None))     # the file's own sound
     log(f"animate: {animated.frames} frames ({animated.seconds:.2f} s) of {config.audio.name} in "
         f"{timed('animate', tic):.1f} s; other audio: moda animate --weights {out} --subject {subject_path} "
         f"--audio SPEECH --out OUT.mp4 --output-size {OUTPUT_SIZE}")
@@ -219,6 +220,10 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
             f"{timed('warp', tic):.1f} s; any photo: moda animate --renderer warp --weights {out} --image PHOTO "
             f"--audio SPEECH --out OUT.mp4")
     files = [out / WEIGHT_FILES[kind] for kind in WEIGHT_FILES] + [subject_path, video]
+    for kind in WEIGHT_FILES:                          # runs/<kind>/best: copies of the weights above
+        shutil.rmtree(out / "runs" / kind / "best", ignore_errors=True)
+    log(f"quickstart: kept {sample_dir} (the prepared clip) and {out / 'runs'} (losses.csv, resumable state) "
+        "to continue training when run again; delete them when done")
     total = time.monotonic() - started
     log(f"quickstart: done in {int(total // 60)} min {total % 60:.0f} s; wrote {', '.join(map(str, files))}")
     log(f"quickstart: videos: {video} (trained renderer, the clip's person)"
