@@ -304,13 +304,11 @@ class MODADownloadWeights(io.ComfyNode):
         folder = model_dir()
         files = names or [drive.progress_name for drive in select_authors_files()]
         report = progress_callback(len(files) * PROGRESS_STEPS)
-        order: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int | None) -> None:
-            step = order.setdefault(name, len(order))
+            step = files.index(name) if name in files else len(files) - 1
             fraction = min(done / total, 1.0) if total else 0.0
-            report(min(step, len(files) - 1) * PROGRESS_STEPS + int(fraction * PROGRESS_STEPS),
-                   len(files) * PROGRESS_STEPS)
+            report(step * PROGRESS_STEPS + int(fraction * PROGRESS_STEPS), len(files) * PROGRESS_STEPS)
 
         try:
             outcome = download_weights(kind, folder, repo_id=repo_id, files=names, revision=revision,

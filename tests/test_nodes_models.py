@@ -11,6 +11,7 @@ import torch
 from comfy_harness import *  # noqa: F401,F403  (fixtures)
 from comfy_harness import ValidationFailed, fingerprint, object_info, run_node
 from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, moda_dir)
+from test_download import authors_payloads, drive  # noqa: F401  (fixtures: the authors' files, Drive)
 from safetensors.torch import save_file
 
 from moda_core.checkpoints import load_model
@@ -122,25 +123,55 @@ def test_auto_precision_asks_comfyui(moda_pack, comfy_doubles, monkeypatch):
     assert util.resolve_precision("fp32", cpu) == torch.float32
 
 
-def test_loaded_net_moves_to_the_compute_device_and_back(moda_pack, comfy_doubles, monkeypatch):
-    util, moves, emptied = util_module(moda_pack), [], []
+def test_loaded_net_is_loaded_by_comfyui_model_management(moda_pack, comfy_doubles, monkeypatch):
+    """active() asks ComfyUI to load the net's ModelPatcher on the compute device (and leaves it there for the next
+    run, as core models); half precision runs under autocast."""
+    util, mm, moves = util_module(moda_pack), comfy_doubles.model_management, []
 
     class Recorder(torch.nn.Linear):
         def to(self, *args, **kwargs):
             moves.append(args[0])
             return self
 
-    monkeypatch.setattr(comfy_doubles.model_management, "soft_empty_cache", lambda force=False: emptied.append(1))
+    monkeypatch.setattr(mm, "current_loaded_models", [])
     module = Recorder(2, 2)
     net = util.LoadedNet(module, "x", "/x", torch.device("xpu"), torch.device("cpu"), torch.float32)
+    assert net.patcher.model is module and net.patcher.load_device == torch.device("xpu")
     with net.active() as active:
-        assert active is module and moves == [torch.device("xpu")]
-    assert moves == [torch.device("xpu"), torch.device("cpu")] and emptied == [1]
+        assert active is module and moves == [torch.device("xpu")] and mm.current_loaded_models == [net.patcher]
+    assert moves == [torch.device("xpu")], "stays loaded until ComfyUI needs the memory"
     on_cpu = util.LoadedNet(torch.nn.Linear(2, 2), "x", "/x", torch.device("cpu"), torch.device("cpu"),
                             torch.bfloat16)
     with on_cpu.active():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    assert not torch.is_autocast_enabled("cpu") and emptied == [1]
+    assert not torch.is_autocast_enabled("cpu")
+    mm.unload_all_models()
+    assert moves[-1] == torch.device("cpu") and mm.current_loaded_models == []
+
+
+def test_unload_models_releases_the_pack_cache(moda_nodes, moda_dir, moda_pack, comfy_doubles, monkeypatch):
+    """ComfyUI's unload_all_models (/free, "Unload models") unloads the nets and the pack's cache lets go of them,
+    so their memory is freed once ComfyUI's output cache does too; the next run loads the file again."""
+    import gc
+    import weakref
+
+    mm, cache = comfy_doubles.model_management, util_module(moda_pack)._CACHE
+    monkeypatch.setattr(mm, "current_loaded_models", [])
+    cache.clear()
+    net = run_node(moda_nodes["MODA_LoadFaCo"], weights="faco.safetensors", precision="auto").args[0]
+    other = run_node(moda_nodes["MODA_LoadRenderer"], weights="renderer.safetensors", precision="auto").args[0]
+    with net.active():
+        pass
+    assert mm.current_loaded_models == [net.patcher] and len(cache) == 2
+    mm.unload_all_models()
+    assert list(cache.values()) == [other], "only the net ComfyUI had loaded is dropped"
+    module = weakref.ref(net.module)
+    del net
+    gc.collect()
+    assert module() is None, "nothing else holds the unloaded network"
+    again = run_node(moda_nodes["MODA_LoadFaCo"], weights="faco.safetensors", precision="auto").args[0]
+    assert again.module is not None and len(cache) == 2
+    cache.clear()
 
 
 def test_loader_errors(moda_nodes, moda_dir, comfy_dirs):
@@ -361,6 +392,31 @@ def test_download_authors_source_ignores_the_hub_inputs(moda_nodes, comfy_dirs, 
     assert f"renderer/Cathy.pth: https://drive.google.com/uc?id=14TfL3Qq1TrT4FkFsQOmcBVwZ_Fj-_AjZ -> " \
            f"{folder / 'renderer'}{os.sep}" in message
     assert len(calls) == 1
+
+
+def test_download_authors_release_into_models_moda(moda_nodes, comfy_dirs, monkeypatch, drive, progress_events,
+                                                   node_texts):
+    """The authors' release through the node (Drive stood in, tiny networks): converted files where the loaders
+    list them, progress per Drive file, the outcome on the node."""
+    from test_download import TINY
+
+    from moda_core import download
+
+    real = download.download_weights
+    monkeypatch.setattr(download, "download_weights", lambda *a, **k: real(*a, **{**k, "configs": TINY}))
+    out = run_node(moda_nodes["MODA_DownloadWeights"], unique_id="7", **{**DOWNLOAD, "source": "authors' release "
+                                                                         "(Google Drive)"})
+    folder = comfy_dirs.models / "moda"
+    assert {os.path.relpath(p, folder) for p in out.args[0].splitlines()} == {
+        "moda.safetensors", "faco.safetensors", os.path.join("renderer", "cathy.safetensors"),
+        os.path.join("cathy", "repr.npz"), os.path.join("cathy", "reference.pth"),
+        os.path.join("cathy", "subject.safetensors")}
+    assert options(moda_nodes["MODA_LoadRenderer"], "weights") == ["renderer/cathy.safetensors"]
+    assert options(moda_nodes["MODA_LoadMODAModel"], "weights") == ["moda.safetensors"]
+    values = [(v, t) for v, t, _ in progress_events]
+    assert values[-1] == (5000, 5000) and all(t == 5000 for _, t in values)
+    assert any(1000 < v < 2000 for v, _ in values), "the second Drive file's progress sits in its own fifth"
+    assert node_texts[-1][0] == "7" and node_texts[-1][1].startswith(f"6 file(s) in {folder}:\nwrote: ")
 
 
 def test_download_cancel_stops_the_transfer(moda_nodes, comfy_dirs, comfy_doubles, hub, progress_events):
