@@ -24,6 +24,7 @@ GPUs only (on a CPU it would cost several times the rest of a step).
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ def _check_moda_motion(path: Path, sample, steps: int, log: Callable[[str], None
     log(f"moda: {check.summary()}")
     warning = motion_warning(path)
     if warning:
-        log(f"moda: warning: {warning}")
+        print(f"moda: warning: {warning}", file=sys.stderr)      # warnings go to stderr in every command
 
 
 def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[[str], None] = print
