@@ -167,10 +167,11 @@ class WarpRenderer:
         oval = face[face_oval_loop()]
         centre = oval.mean(0)
         chin_y, top_y = oval[:, 1].max(), oval[:, 1].min()
-        rings, weights = [], []
+        rings, weights, anchors, follows = [], [], [], []
+        oval_ids = face_oval_loop()
         margin = 0.06 * size                  # room for head motion before a ring point meets the fixed border
         keep_away = 0.04 * size
-        for factor in self.config.ring_scales:
+        for number, factor in enumerate(self.config.ring_scales):
             ring = centre + factor * (oval - centre)
             inside = ((ring > margin) & (ring < size - 1 - margin)).all(1)
             if torso.size:
@@ -179,9 +180,13 @@ class WarpRenderer:
             # below the chin the ring drifts from the head toward the shoulders (the neck)
             weight = np.clip(1.0 - (ring[:, 1] - chin_y) / max(chin_y - top_y, 1.0), 0.3, 1.0)
             rings.append(ring[inside])
+            anchors.append(oval_ids[inside])
+            follows.append(np.full(int(inside.sum()), 0.5 ** number))   # share of the oval's own bending
             weights.append(weight[inside])
         self.ring_source = np.concatenate(rings) if rings else np.zeros((0, 2))
         self.ring_head_weight = np.concatenate(weights) if weights else np.zeros(0)
+        self.ring_anchor = np.concatenate(anchors).astype(np.int64) if anchors else np.zeros(0, np.int64)
+        self.ring_follow = np.concatenate(follows) if follows else np.zeros(0)
 
         ticks = np.unique(np.concatenate([np.arange(0, size, cfg.border_step * self.scale), [size - 1]]))
         low, high = -1.0, size                 # just outside the image so every pixel is covered
@@ -207,11 +212,23 @@ class WarpRenderer:
         self.n_mid = len(mid_source)
         self.n_ring = len(self.ring_source)
         self.source = np.concatenate([face, torso, mid_source, self.ring_source, self.border])
-        triangles = Delaunay(self.source).simplices.astype(np.int64)
-        area = signed_areas(self.source, triangles)
-        flip = area < 0
+        # connectivity from a copy with the lips held apart: a closed mouth's upper and lower inner lip then
+        # only connect to each other (the cavity), never across to the other lip's outer points
+        layout = self.source.copy()
+        upper_ids, lower_ids = list(INNER_LIP_UPPER[1:-1]), list(INNER_LIP_LOWER[1:-1])
+        width = np.linalg.norm(face[MOUTH_CORNERS[1]] - face[MOUTH_CORNERS[0]])
+        down = np.array([-(face[MOUTH_CORNERS[1]] - face[MOUTH_CORNERS[0]])[1], (face[MOUTH_CORNERS[1]]
+                                                                                  - face[MOUTH_CORNERS[0]])[0]])
+        down = down / max(width, 1e-6)
+        gap = (face[lower_ids] - face[upper_ids]) @ down
+        push = np.maximum(0.06 * width - gap, 0.0)[:, None] / 2
+        layout[upper_ids] -= push * down
+        layout[lower_ids] += push * down
+        triangles = Delaunay(layout).simplices.astype(np.int64)
+        flip = signed_areas(layout, triangles) < 0
         triangles[flip] = triangles[flip][:, [0, 2, 1]]
         self.triangles = triangles
+        area = signed_areas(self.source, triangles)
         self.source_area = np.abs(area)
 
         mid_ids = range(self.n_face + self.n_torso, self.n_face + self.n_torso + self.n_mid)
@@ -222,7 +239,7 @@ class WarpRenderer:
         self.hole = np.array([any(set(t) <= h for h in hole_sets) or any(v in mid_ids for v in t)
                               for t in tri_list], dtype=bool)
         # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
-        self.checked = ~self.hole & (self.source_area > 0.5 * self.scale ** 2)
+        self.checked = ~self.hole & (area > 0.5 * self.scale ** 2)
         self._checked_ids = np.flatnonzero(self.checked)
         self._checked_corners = tuple(triangles[self.checked, k] for k in range(3))
         # draw holes first so real skin wins where they overlap
@@ -259,6 +276,20 @@ class WarpRenderer:
         outer_upper = (0, 37, 39, 40, 267, 269, 270)
         outer_lower = (17, 84, 181, 314, 405)
         self.lip_colour = patch_median(face[list(outer_upper + outer_lower)])
+        # teeth: as bright as the whites of the eyes in this photo (same light and white balance), a little warmer
+        whites = []
+        for side in EYES:
+            mask = np.zeros((self.size, self.size), np.uint8)
+            cv2.fillPoly(mask, [np.round(face[eye_loop(side)]).astype(np.int32)], 1)
+            whites.append(image[mask.astype(bool)])
+        whites = np.concatenate(whites)
+        if len(whites) >= 4:
+            bright = whites[whites.sum(1) >= np.percentile(whites.sum(1), 85)]
+            white = np.median(bright, 0)
+        else:
+            white = np.array([0.85, 0.83, 0.78])
+        white = white * max(1.0, 0.72 / max(float(white.mean()), 1e-3))           # eye whites in shadow: brighten
+        self.teeth_colour = np.clip(white * np.array([1.0, 0.97, 0.9]) * 1.08, 0.0, 0.95)
         self.lid_colour = {}
         for side, (a, b, upper, lower, _, brow) in EYES.items():
             loop = eye_loop(side)
@@ -310,7 +341,10 @@ class WarpRenderer:
         batch = face.shape[0]
         head = similarity_fit(self.source_face[self.stable_face], face[:, self.stable_face])
         body = similarity_fit(self.source_torso, torso)
-        ring_head = _apply(head, self.ring_source)
+        # the rings move with the head and carry part of the face oval's own (non-rigid) motion outward, so
+        # hair and ears follow the cheek and jaw instead of shearing against them
+        bend = face[:, self.ring_anchor] - _apply(head, self.source_face[self.ring_anchor])
+        ring_head = _apply(head, self.ring_source) + self.ring_follow[None, :, None] * bend
         ring_body = _apply(body, self.ring_source)
         w = self.ring_head_weight[None, :, None]
         ring = w * ring_head + (1 - w) * ring_body
@@ -526,17 +560,18 @@ class WarpRenderer:
         tongue_h = np.clip(0.45 * gap_px / np.maximum(gap, 1e-3), 0.0, 0.45)
         tongue = ((u - 0.5) / 0.32) ** 2 + ((1.0 - v) / np.maximum(tongue_h, 1e-3)) ** 2
         tongue_alpha = np.clip((1.0 - tongue) * 3.0, 0.0, 1.0)[..., None]
-        tongue_colour = np.clip(lip * np.array([0.85, 0.62, 0.62]) + 0.04, 0, 1)
-        colour = colour * (1 - tongue_alpha) + tongue_colour * tongue_alpha * (0.75 + 0.25 * v[..., None])
+        tongue_colour = np.clip(lip * np.array([0.78, 0.55, 0.55]), 0, 1)
+        tongue_shade = np.clip(0.45 + 0.55 * (1.0 - tongue), 0.45, 1.0)[..., None]     # darker toward the back
+        colour = colour * (1 - tongue_alpha) + tongue_colour * tongue_alpha * tongue_shade
         teeth_weight = 1.0 - np.clip(self.mouth_open_src / self.config.open_reference, 0.0, 1.0)
         if self.config.teeth and teeth_weight > 0:
             teeth_px = min(0.35 * gap_px, 0.11 * width)
             teeth_v = teeth_px / gap
             corner = np.clip(np.abs(2.0 * u - 1.0), 0.0, 1.0)
-            shade = (1.0 - 0.75 * corner ** 2.5)[..., None]
-            tooth_lines = 1.0 - 0.12 * (np.cos(2 * np.pi * (u - 0.5) * 8.0) > 0.93)
-            teeth_colour = np.clip(np.array([0.86, 0.83, 0.76]) * max(0.75, float(self.reference.mean()) + 0.35),
-                                   0, 0.95)
+            shade = (1.0 - 0.8 * corner ** 2)[..., None]                         # into the dark toward the corners
+            teeth_v = teeth_v * (1.0 - 0.5 * corner ** 2)                           # and shorter there
+            tooth_lines = 1.0 - 0.06 * (np.cos(2 * np.pi * (u - 0.5) * 7.0) > 0.9)
+            teeth_colour = self.teeth_colour
             edge = np.clip((teeth_v - v * 1.0) * gap / max(0.8 * self.scale, 0.5), 0.0, 1.0)[..., None]
             teeth = teeth_colour * shade * tooth_lines[..., None]
             edge = edge * teeth_weight
