@@ -25,7 +25,6 @@ from moda_core.models.renderer import RendererConfig, RenderGenerator
 from moda_core.pipeline import find_weight_file
 
 TINY = {"moda": MODAConfig.tiny(), "faco": FaCoConfig.tiny(), "renderer": RendererConfig.tiny()}
-SHAPES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_state_dict_shapes.json"
 
 
 # ---------------------------------------------------------------- the authors' files, tiny
@@ -145,9 +144,8 @@ def test_authors_pairs_told_apart_by_content(tmp_path, authors_payloads):
     assert authors_file_kind(tmp_path / "file_reference") is None
 
 
-@pytest.mark.skipif(not SHAPES.is_file(), reason="official_state_dict_shapes.json not present")
-def test_identification_follows_the_official_key_layouts(tmp_path):
-    layouts = json.loads(SHAPES.read_text())
+def test_identification_follows_the_official_key_layouts(tmp_path, reference_dir):
+    layouts = json.loads((reference_dir / "official_state_dict_shapes.json").read_text())
     for section, kind in {"MODA": "moda", "FaCo": "faco", "Renderer": "renderer"}.items():
         path = tmp_path / section
         path.write_bytes(_torch_bytes({key: torch.zeros(1) for key in layouts[section]}))
