@@ -54,7 +54,8 @@ def main() -> None:
     png = lambda kind, i: cv2.imread(str(path.with_suffix(f".{kind}") / f"{i:06d}.png"))[..., ::-1]  # noqa: E731
     windows = sum(k.startswith("noise.") for k in g)
 
-    encoder = {k: v for k, v in json.loads(meta["wav2vec2_config"]).items() if k in AudioEncoderConfig.__dataclass_fields__}
+    fields = AudioEncoderConfig.__dataclass_fields__
+    encoder = {k: v for k, v in json.loads(meta["wav2vec2_config"]).items() if k in fields}
     moda = MODANet(MODAConfig(audio_encoder=AudioEncoderConfig(**encoder, attn_implementation="eager"))).eval()
     moda.load_state_dict(_load(parity / "moda_net.safetensors", "weights.")[0] | _load(path, "weights.")[0])
     faco = FaCoNet().eval()
@@ -75,8 +76,9 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     wave, _ = load_audio(SHARED.parent / meta["audio_file"])
     rows.append(("audio (load)", f"{_diff(torch.from_numpy(wave), g['audio.waveform']):.2g}", ""))
-    rows.append(("normalisation", f"{_diff(normalise_waveform(g['audio.waveform'])[None], g['audio.input_values']):.2g}",
-                 f"{_diff(normalise_waveform(torch.from_numpy(wave))[None], g['audio.input_values']):.2g}"))
+    normalised = g["audio.input_values"]
+    rows.append(("normalisation", f"{_diff(normalise_waveform(g['audio.waveform'])[None], normalised):.2g}",
+                 f"{_diff(normalise_waveform(torch.from_numpy(wave))[None], normalised):.2g}"))
     plan, total = motion_windows(len(wave), fps, frame_count="authors")
     rows.append(("frame count / windows", f"{total} / {len(plan)} (theirs {t} / {windows})", ""))
     inputs = normalise_waveform(torch.from_numpy(wave))
@@ -92,18 +94,21 @@ def main() -> None:
     rows.append(("MODA mu / logvar", f"{max(post):.2g}", ""))
     run = predict_motion(moda, wave, subject, fps=fps, noise=[g[f"noise.{k}"] for k in range(windows)],
                          frame_count="authors")
-    rows.append(("MODA tails", "", f"{max(_diff(getattr(run, o)[0].flatten(1), g[f'moda.{a}']) for o, a in TAILS.items()):.2g}"))
-    per_stage = smooth_motion(offsets("moda"))
+    def tails(r: TalkingRepr, prefix: str) -> str:
+        return f"{max(_diff(getattr(r, o)[0].flatten(1), g[f'{prefix}.{a}'].flatten(1)) for o, a in TAILS.items()):.2g}"
+
+    rows.append(("MODA tails", "", tails(run, "moda")))
     smoothed = smooth_motion(run)
-    rows.append(("smoothing", f"{max(_diff(getattr(per_stage, o)[0].flatten(1), g[f'smoothed.{a}'].flatten(1)) for o, a in TAILS.items()):.2g}",
-                 f"{max(_diff(getattr(smoothed, o)[0].flatten(1), g[f'smoothed.{a}'].flatten(1)) for o, a in TAILS.items()):.2g}"))
+    rows.append(("smoothing", tails(smooth_motion(offsets("moda")), "smoothed"), tails(smoothed, "smoothed")))
     composed = compose_face(faco, smoothed, subject)
     stage_face = compose_face(faco, offsets("smoothed"), subject).face[0]
     rows.append(("FaCo (+ sigma 5)", f"{_diff(stage_face, g['faco.output_smoothed']):.2g}",
                  f"{_diff(composed.face[0], g['faco.output_smoothed']):.2g}"))
     stored = offsets("smoothed", face=g["faco.output_smoothed"][None])
     absolute = stored.to(dtype=torch.float64).to_absolute(subject)
-    rows.append(("means (float64)", f"{max(_diff(absolute.face[0], g['denorm_in.mesh']), _diff(absolute.head_pose[0], g['denorm_in.head']), _diff(absolute.torso[0], g['denorm_in.torso'])):.2g}", ""))
+    means = max(_diff(getattr(absolute, o)[0], g[f"denorm_in.{n}"])
+                for o, n in (("face", "mesh"), ("head_pose", "head"), ("torso", "torso")))
+    rows.append(("means (float64)", f"{means:.2g}", ""))
     face_s, torso_s = project_repr(stored, subject, face_center="authors")
     face_e, torso_e = project_repr(composed, subject, face_center="authors")
     rows.append(("points3d (px)", f"{max(_diff(face_s, g['points3d.mesh']), _diff(torso_s, g['points3d.torso'])):.2g}",
