@@ -38,6 +38,7 @@ from moda_core.preprocess.audio import load_audio
 from moda_core.projection import project_repr
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import smooth_motion
+from moda_core.subject import Subject
 from moda_core.tpe import TPEConfig, temporal_positional_encoding
 
 GOLDEN_ENV = "MODA_PIPELINE_GOLDEN"
@@ -362,8 +363,6 @@ def test_frame_count_options_for_eight_seconds():
     """Issue 17.14: 8.00 s gives the exact 240 frames by default (as preview/prepare), the authors' 239 on request."""
     torch.manual_seed(0)
     net = MODANet(MODAConfig.tiny()).eval()
-    from moda_core.subject import Subject
-
     subject = Subject(reference_image=torch.zeros(512, 512, 3, dtype=torch.uint8), template=torch.randn(478, 3),
                       mean_head_pose=torch.tensor([0, 0, 0, 256, 256, 0, 1.0]), mean_torso=torch.randn(18, 3))
     wave = np.random.default_rng(0).standard_normal(8 * 16000).astype(np.float32) * 0.1
