@@ -148,7 +148,8 @@ class MODAModels:
 
 @dataclass(frozen=True)
 class AnimateOptions:
-    """Options of :func:`animate`; defaults reproduce the authors' inference."""
+    """Options of :func:`animate`; defaults reproduce the authors' inference except the exact frame count and
+    rounded 8-bit frames (theirs: ``frame_count="authors"``, ``quantize="truncate"``)."""
 
     fps: float = 30.0
     seed: int = 0
