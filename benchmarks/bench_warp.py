@@ -87,8 +87,8 @@ def main() -> None:
     print(f"warp renderer: {fps:6.1f} frames/s of CPU time at {args.size}x{args.size} on 1 thread ({args.frames} "
           f"frames of talking motion; wall clock {wall_fps:.1f} frames/s); target >= 100: "
           f"{'met' if fps >= 100 else 'NOT met'}")
-    print(f"  per frame: targets + unfolding {targets_ms:.2f} ms, inverse map {map_ms:.2f} ms, remap {remap_ms:.2f} ms, "
-          f"painting and the rest {1000 / fps - targets_ms - map_ms - remap_ms:.2f} ms")
+    print(f"  per frame: targets + unfolding {targets_ms:.2f} ms, inverse map {map_ms:.2f} ms, "
+          f"remap {remap_ms:.2f} ms, painting and the rest {1000 / fps - targets_ms - map_ms - remap_ms:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@
 * ``crop_to_source``: ``[2, 3]`` affine matrix taking a crop pixel ``(x, y, 1)`` to source-photo pixels, and
   ``source_size`` ``(width, height)`` of that photo, for pasting renders back.
 * ``source_image``: optional uint8 ``[H, W, 3]`` original photo (for paste-back).
+* ``reference_points``: optional ``[496, 2]`` float32, where the 478 face and 18 torso points are in the reference
+  crop (px of the 512 crop), for subjects whose template is a mean over frames (video); the warp renderer
+  warps from them. Without them the template projected with the mean pose is used (exact for photos).
 
 Files: one ``.safetensors`` with JSON metadata (``format = "moda-subject"``, ``version``).
 """
@@ -52,6 +55,7 @@ class Subject:
     name: str = ""
     source_image: torch.Tensor | None = None
     means_float64: bool = False              # keep template and means in float64 (the authors' repr.npz)
+    reference_points: torch.Tensor | None = None   # [496, 2] face + torso in the reference crop (video subjects)
 
     def __post_init__(self):
         object.__setattr__(self, "reference_image", _as_tensor(self.reference_image, torch.uint8))
@@ -62,12 +66,16 @@ class Subject:
         object.__setattr__(self, "source_size", (int(self.source_size[0]), int(self.source_size[1])))
         if self.source_image is not None:
             object.__setattr__(self, "source_image", _as_tensor(self.source_image, torch.uint8))
+        if self.reference_points is not None:
+            object.__setattr__(self, "reference_points", _as_tensor(self.reference_points, torch.float32))
         self.validate()
 
     def validate(self) -> "Subject":
         checks = {"reference_image": (self.reference_image, (REFERENCE_SIZE, REFERENCE_SIZE, 3)),
                   "template": (self.template, (478, 3)), "mean_head_pose": (self.mean_head_pose, (7,)),
                   "mean_torso": (self.mean_torso, (18, 3)), "crop_to_source": (self.crop_to_source, (2, 3))}
+        if self.reference_points is not None:
+            checks["reference_points"] = (self.reference_points, (478 + 18, 2))
         for name, (value, shape) in checks.items():
             if tuple(value.shape) != shape:
                 raise SubjectError(f"Subject.{name} must have shape {list(shape)}, got {list(value.shape)}")
@@ -116,6 +124,8 @@ class Subject:
                    "crop_to_source": self.crop_to_source}
         if self.source_image is not None:
             tensors["source_image"] = self.source_image
+        if self.reference_points is not None:
+            tensors["reference_points"] = self.reference_points
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         metadata = {"format": SUBJECT_FORMAT, "version": str(SUBJECT_VERSION), "name": self.name,
                     "source_size": json.dumps(list(self.source_size))}

@@ -10,7 +10,8 @@ from comfy_harness import *  # noqa: F401,F403  (fixtures)
 from comfy_harness import REPO_ROOT, run_node
 from PIL import Image
 from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, moda_dir)
-from test_nodes_pipeline import MOTION, PROJECT, _core_stand_ins, _execute, _saved_videos, photo_subject, portrait, speech  # noqa: F401,E501
+from test_nodes_pipeline import (MOTION, PROJECT, _core_stand_ins, _execute, _saved_videos,  # noqa: F401
+                                 photo_subject, portrait, speech)
 
 from moda_core.warp_renderer import WarpRenderer
 

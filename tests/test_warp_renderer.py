@@ -257,3 +257,21 @@ def test_quickstart_animates_another_photo_with_warp(weights_without_renderer, d
     assert video == tmp_path / "hallo_woman-speech-warp.mp4"
     info = read_video_info(video)
     assert (info["width"], info["height"]) == (512, 512)
+
+
+def test_video_subject_keeps_its_reference_frame_points(data_dir, tmp_path):
+    from moda_core.preprocess import read_frames, subject_from_frames
+    from moda_core.subject import Subject
+
+    frames = np.stack([rgb for _, _, rgb in read_frames(data_dir / "video" / "may_5s.mp4", 25.0, 0.3)])
+    subject, r, summary = subject_from_frames(frames, 25.0, models_dir=data_dir / "models")
+    assert subject.reference_points is not None and subject.reference_points.shape == (496, 2)
+    loaded = Subject.load(subject.save(tmp_path / "may.safetensors"))
+    assert torch.equal(loaded.reference_points, subject.reference_points)
+    index = summary.reference_frame
+    own = r.slice_time(index, index + 1)                 # the reference frame's own tracked motion
+    face, torso = targets(own, subject, "canonical")
+    assert np.abs(face[0] - subject.reference_points[:478].numpy()).max() < 0.01
+    frame = WarpRenderer(subject, face_center="canonical").render_points(face, torso)[0]
+    diff = np.abs(to_levels(frame) - subject.reference_image.numpy().astype(np.int64))
+    assert np.percentile(diff, 99) <= 1

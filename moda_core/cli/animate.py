@@ -107,7 +107,8 @@ def choose_renderer(args) -> str:
 def _options(args, **extra):
     from moda_core.pipeline import AnimateOptions
 
-    return AnimateOptions(renderer=args.renderer, precision=args.precision, batch_size=args.batch_size, output_size=args.output_size or None,
+    return AnimateOptions(renderer=args.renderer, precision=args.precision, batch_size=args.batch_size,
+                          output_size=args.output_size or None,
                           paste_back=args.paste_back, layout=args.layout,
                           face_center=None if args.face_center_y is None else (256.0, args.face_center_y, 128.0),
                           quantize=args.quantize, **extra)

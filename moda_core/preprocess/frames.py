@@ -77,7 +77,8 @@ def subject_from_frames(frames: FramesInput, fps: float, models_dir: str | os.Pa
     torso, torso_found, warnings = _torso_track(shoulders, sides, track)
 
     source = _frame(frames, reference_frame)
-    subject = _subject(track, torso, box.cut(source), (source.shape[1], source.shape[0]), name, source_image=source)
+    subject = _subject(track, torso, box.cut(source), (source.shape[1], source.shape[0]), name, source_image=source,
+                       reference_index=reference_frame)
     r = _motion_repr(track, torso, fps, name, {"source": "frames", "reference_frame": str(reference_frame)})
     summary = FramesSummary(num_frames=count, reference_frame=reference_frame,
                             frames_without_face=np.flatnonzero(~found).tolist(),

@@ -149,14 +149,14 @@ def _fill_and_smooth(faces: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 def _crop_and_segment(info: VideoInfo, fps: float, max_seconds: float | None, box: CropBox, faces: np.ndarray,
                       found: np.ndarray, folder: Path, models_dir,
-                      progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pass 2: write the crops and find shoulders -> (``[T, 18, 2]``, sides seen ``[T]``, reference crop).
+                      progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Pass 2: write the crops and find shoulders -> (``[T, 18, 2]``, sides seen ``[T]``, reference crop, its frame)."
 
     The reference is the first crop with a detected face and both shoulders (else the first crop).
     """
     shoulders = np.zeros((len(faces), 18, 2))
     sides = np.zeros(len(faces), dtype=np.int64)
-    reference, reference_good, last_source, last = None, False, -1, (None, 0)
+    reference, reference_index, reference_good, last_source, last = None, 0, False, -1, (None, 0)
     (folder / "frames").mkdir()
     with PersonSegmenter(models_dir) as segmenter, _PngWriter() as writer:
         for k, source, rgb in read_frames(info.path, fps, max_seconds):
@@ -169,9 +169,9 @@ def _crop_and_segment(info: VideoInfo, fps: float, max_seconds: float | None, bo
             writer.write(folder / FRAME_PATTERN.format(k), crop)
             good = bool(found[k] and sides[k] == 2)
             if reference is None or (good and not reference_good):
-                reference, reference_good = crop, good
+                reference, reference_index, reference_good = crop, k, good
             progress("crop+torso", k + 1, len(faces))
-    return shoulders, sides, reference
+    return shoulders, sides, reference, reference_index
 
 
 def _write_audio(path: Path, waveform: np.ndarray) -> None:
@@ -240,19 +240,29 @@ def _motion_repr(track: _FaceTrack, torso: np.ndarray, fps: float, name: str, me
 
 
 def _subject(track: _FaceTrack, torso: np.ndarray, reference_image: np.ndarray, source_size: tuple[int, int],
-             name: str, source_image: np.ndarray | None = None) -> Subject:
-    """The Subject of a tracked clip: template, head pose and torso are the means over its frames."""
+             name: str, source_image: np.ndarray | None = None, reference_index: int | None = None) -> Subject:
+    """The Subject of a tracked clip: template, head pose and torso are the means over its frames; with
+    ``reference_index`` (the frame of ``reference_image``) it keeps that frame's face and torso points."""
+    points = None
+    if reference_index is not None:
+        from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
+
+        shoulders = canonical_to_image(torch.from_numpy(np.asarray(torso[reference_index], np.float64)),
+                                       torch.from_numpy(np.asarray(track.poses[reference_index], np.float64)),
+                                       face_center=CANONICALISATION_FACE_CENTER)[:, :2].numpy()
+        points = np.concatenate([track.faces[reference_index][:, :2], shoulders])
     return Subject(reference_image=reference_image, template=track.canonical.mean(0),
                    mean_head_pose=track.poses.mean(0), mean_torso=torso.mean(0),
                    crop_to_source=track.box.crop_to_source, source_size=source_size, name=name,
-                   source_image=source_image)
+                   source_image=source_image, reference_points=points)
 
 
 def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, audio: np.ndarray,
                   max_seconds: float | None, models_dir, progress: Progress) -> SampleSummary:
     """Pass 2 and every file of the folder (written into ``folder``, a temporary directory)."""
-    shoulders, sides, reference_crop = _crop_and_segment(info, fps, max_seconds, track.box, track.faces,
-                                                         track.found, folder, models_dir, progress)
+    shoulders, sides, reference_crop, reference_index = _crop_and_segment(info, fps, max_seconds, track.box,
+                                                                          track.faces, track.found, folder,
+                                                                          models_dir, progress)
     torso, torso_found, warnings = _torso_track(shoulders, sides, track)
     canonical, poses = track.canonical, track.poses
     num_frames = len(canonical)
@@ -263,7 +273,8 @@ def _write_sample(folder: Path, info: VideoInfo, fps: float, track: _FaceTrack, 
     _motion_repr(track, torso, fps, name, {"source": info.path.name,
                                            "crop_to_source": json.dumps(crop_to_source.tolist())}
                  ).save(folder / "repr.safetensors")
-    _subject(track, torso, reference_crop, (info.width, info.height), name).save(folder / "subject.safetensors")
+    _subject(track, torso, reference_crop, (info.width, info.height), name,
+             reference_index=reference_index).save(folder / "subject.safetensors")
     _write_audio(folder / "audio.wav", np.pad(audio[:samples], (0, max(0, samples - len(audio)))))
     np.savez(folder / "tracks.npz", landmarks=track.faces.astype(np.float32),
              landmarks_raw=track.raw.astype(np.float32), face_found=track.found, torso_found=torso_found,
