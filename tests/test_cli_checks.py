@@ -285,22 +285,26 @@ def test_native_log_lines_are_filtered_and_the_rest_passes():
     code = r"""
 import os, sys
 from moda_core.cli.native_logs import filtered_native_stderr
+terminal = os.fstat(2)
 with filtered_native_stderr():
+    inside = os.fstat(sys.stderr.fileno())       # Python's stderr stays the terminal (tqdm still sees a TTY)
+    assert (inside.st_dev, inside.st_ino) == (terminal.st_dev, terminal.st_ino)
+    print("moda: warning: 2 faces found", file=sys.stderr)
+    sys.stderr.write("\rrender:  50%|#####     | 5/10"); sys.stderr.flush()
     os.write(2, b"WARNING: Logging before InitGoogle() is written to STDERR\n")
     os.write(2, b"W0000 00:00:1796306445.564569   12769 face_landmarker_graph.cc:181] Sets acceleration.\n")
     os.write(2, b"INFO: ")
     os.write(2, b"Created TensorFlow Lite XNNPACK delegate for CPU.")
     os.write(2, b"\n")
     os.write(2, b"E0000 00:00:1796306445.6   12770 graph.cc:9] a real error\n")
-    print("moda: warning: 2 faces found", file=sys.stderr, flush=True)
-    sys.stderr.write("\rrender:  50%|#####     | 5/10"); sys.stderr.flush()
+    os.write(2, b"render: 60%")
     os.write(2, b"I0000 00:00:1796306445.7   12771 gl_context.cc:357] GL version: 3.2\n")
 print("done")
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=30)
-    assert result.stdout == b"done\n"
-    assert result.stderr == (b"E0000 00:00:1796306445.6   12770 graph.cc:9] a real error\n"
-                             b"moda: warning: 2 faces found\n\rrender:  50%|#####     | 5/10")
+    assert result.stdout == b"done\n", result.stderr
+    assert result.stderr == (b"moda: warning: 2 faces found\n\rrender:  50%|#####     | 5/10"
+                             b"E0000 00:00:1796306445.6   12770 graph.cc:9] a real error\nrender: 60%")
 
 
 def test_prepare_photo_stderr_has_no_mediapipe_lines(tmp_path, data_dir):

@@ -66,25 +66,31 @@ def _copy_filtered(read_fd: int, out_fd: int) -> None:
 
 @contextlib.contextmanager
 def filtered_native_stderr():
-    """Within the block, descriptor 2 passes through the filter; restored (and drained) afterwards."""
+    """Within the block, descriptor 2 passes through the filter; restored (and drained) afterwards.
+
+    ``sys.stderr`` keeps writing to the terminal itself (so tqdm still sees a TTY and Python's messages are not
+    delayed); only what native code writes to descriptor 2 goes through the filter.
+    """
+    python_stderr = sys.stderr
     try:
-        sys.stderr.flush()
+        python_stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):     # no real stderr (e.g. embedded): nothing to filter
         yield
         return
+    direct = open(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None) or "utf-8",
+                  errors="backslashreplace")
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
     reader = threading.Thread(target=_forward, args=(read_fd, saved), name="moda-stderr-filter", daemon=True)
     reader.start()
+    sys.stderr = direct
     try:
         yield
     finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        sys.stderr = python_stderr
+        direct.close()
         os.dup2(saved, 2)                              # closes the last write end we hold: the reader sees EOF
         reader.join(timeout=2.0)                       # (worker processes may still hold one: do not wait long)
         if not reader.is_alive():
