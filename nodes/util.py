@@ -9,13 +9,15 @@ import logging
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import comfy.model_management
+import comfy.model_patcher
 import comfy.utils
 import folder_paths
 import numpy as np
 import torch
+from comfy.patcher_extension import CallbacksMP
 
 from moda_core.models.audio_encoder import SAMPLE_RATE
 from moda_core.preprocess import FACE_LANDMARKER, MODEL_URLS, SELFIE_SEGMENTER, PreprocessError, resample_audio
@@ -94,10 +96,12 @@ def file_stamp(path: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- loaded networks
 @dataclass(frozen=True)
 class LoadedNet:
-    """A network as the loader nodes hand it on: parked on ``offload_device``, run on ``device`` in ``dtype``.
+    """A network as the loader nodes hand it on: loaded on ``offload_device``, run on ``device`` in ``dtype``.
 
-    Shared through the model cache and ComfyUI's output cache, so nodes never change it; :meth:`active` moves it
-    to the compute device for one run and back.
+    Shared through the model cache and ComfyUI's output cache, so nodes never change it. ``patcher`` (a ComfyUI
+    ModelPatcher, as core wraps CLIP vision) registers it with ComfyUI's model management: :meth:`active` loads
+    it onto the compute device with ``load_models_gpu``, and ComfyUI moves it back when memory is needed, on
+    "Unload models" / ``/free`` and ``unload_all_models`` (which also drops it from the pack's cache).
     """
 
     module: torch.nn.Module
@@ -106,6 +110,13 @@ class LoadedNet:
     device: torch.device
     offload_device: torch.device
     dtype: torch.dtype
+    patcher: object = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.patcher is None:
+            patcher = comfy.model_patcher.ModelPatcher(self.module, load_device=self.device,
+                                                       offload_device=self.offload_device)
+            object.__setattr__(self, "patcher", patcher)
 
     @property
     def precision(self) -> str:
@@ -113,17 +124,13 @@ class LoadedNet:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[torch.nn.Module]:
-        """The module on the compute device, under autocast when its weights are half precision."""
-        self.module.to(self.device)
+        """The module on the compute device (loaded by ComfyUI's model management, which may keep it there for
+        the next run), under autocast when its weights are half precision."""
+        comfy.model_management.load_models_gpu([self.patcher])
         autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
                     else contextlib.nullcontext())
-        try:
-            with autocast:
-                yield self.module
-        finally:
-            if self.device != self.offload_device:
-                self.module.to(self.offload_device)
-                comfy.model_management.soft_empty_cache()
+        with autocast:
+            yield self.module
 
 
 _CACHE: dict[tuple, LoadedNet] = {}
@@ -154,8 +161,19 @@ def load_net(path: str, kind: str, precision: str, load: Callable[[str, torch.de
     if key not in _CACHE:
         for old in [k for k in _CACHE if k[:2] == key[:2]]:
             del _CACHE[old]
-        _CACHE[key] = LoadedNet(load(real, offload, dtype).eval(), kind, real, device, offload, dtype)
+        net = LoadedNet(load(real, offload, dtype).eval(), kind, real, device, offload, dtype)
+        net.patcher.add_callback(CallbacksMP.ON_DETACH, _forget_on_unload(key))
+        _CACHE[key] = net
     return _CACHE[key]
+
+
+def _forget_on_unload(key: tuple) -> Callable[..., None]:
+    """ModelPatcher ON_DETACH callback: when ComfyUI unloads the network (/free, unload_all_models, memory
+    pressure), the pack's cache lets go of it; the next load reads the file again."""
+    def forget(patcher, *_) -> None:
+        if key in _CACHE and _CACHE[key].patcher is patcher:
+            del _CACHE[key]
+    return forget
 
 
 # ---------------------------------------------------------------- progress, audio

@@ -38,7 +38,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOUBLES_DIR = Path(__file__).resolve().parent / "comfy_doubles"
 DOUBLE_MODULES = ("comfy_api", "comfy_api.latest", "comfy_api.latest._io", "comfy_api.latest._ui", "comfy",
-                  "comfy.utils", "comfy.model_management", "folder_paths")
+                  "comfy.utils", "comfy.model_management", "comfy.model_patcher", "comfy.patcher_extension",
+                  "folder_paths")
 
 
 class ValidationFailed(AssertionError):

@@ -123,25 +123,55 @@ def test_auto_precision_asks_comfyui(moda_pack, comfy_doubles, monkeypatch):
     assert util.resolve_precision("fp32", cpu) == torch.float32
 
 
-def test_loaded_net_moves_to_the_compute_device_and_back(moda_pack, comfy_doubles, monkeypatch):
-    util, moves, emptied = util_module(moda_pack), [], []
+def test_loaded_net_is_loaded_by_comfyui_model_management(moda_pack, comfy_doubles, monkeypatch):
+    """active() asks ComfyUI to load the net's ModelPatcher on the compute device (and leaves it there for the next
+    run, as core models); half precision runs under autocast."""
+    util, mm, moves = util_module(moda_pack), comfy_doubles.model_management, []
 
     class Recorder(torch.nn.Linear):
         def to(self, *args, **kwargs):
             moves.append(args[0])
             return self
 
-    monkeypatch.setattr(comfy_doubles.model_management, "soft_empty_cache", lambda force=False: emptied.append(1))
+    monkeypatch.setattr(mm, "current_loaded_models", [])
     module = Recorder(2, 2)
     net = util.LoadedNet(module, "x", "/x", torch.device("xpu"), torch.device("cpu"), torch.float32)
+    assert net.patcher.model is module and net.patcher.load_device == torch.device("xpu")
     with net.active() as active:
-        assert active is module and moves == [torch.device("xpu")]
-    assert moves == [torch.device("xpu"), torch.device("cpu")] and emptied == [1]
+        assert active is module and moves == [torch.device("xpu")] and mm.current_loaded_models == [net.patcher]
+    assert moves == [torch.device("xpu")], "stays loaded until ComfyUI needs the memory"
     on_cpu = util.LoadedNet(torch.nn.Linear(2, 2), "x", "/x", torch.device("cpu"), torch.device("cpu"),
                             torch.bfloat16)
     with on_cpu.active():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    assert not torch.is_autocast_enabled("cpu") and emptied == [1]
+    assert not torch.is_autocast_enabled("cpu")
+    mm.unload_all_models()
+    assert moves[-1] == torch.device("cpu") and mm.current_loaded_models == []
+
+
+def test_unload_models_releases_the_pack_cache(moda_nodes, moda_dir, moda_pack, comfy_doubles, monkeypatch):
+    """ComfyUI's unload_all_models (/free, "Unload models") unloads the nets and the pack's cache lets go of them,
+    so their memory is freed once ComfyUI's output cache does too; the next run loads the file again."""
+    import gc
+    import weakref
+
+    mm, cache = comfy_doubles.model_management, util_module(moda_pack)._CACHE
+    monkeypatch.setattr(mm, "current_loaded_models", [])
+    cache.clear()
+    net = run_node(moda_nodes["MODA_LoadFaCo"], weights="faco.safetensors", precision="auto").args[0]
+    other = run_node(moda_nodes["MODA_LoadRenderer"], weights="renderer.safetensors", precision="auto").args[0]
+    with net.active():
+        pass
+    assert mm.current_loaded_models == [net.patcher] and len(cache) == 2
+    mm.unload_all_models()
+    assert list(cache.values()) == [other], "only the net ComfyUI had loaded is dropped"
+    module = weakref.ref(net.module)
+    del net
+    gc.collect()
+    assert module() is None, "nothing else holds the unloaded network"
+    again = run_node(moda_nodes["MODA_LoadFaCo"], weights="faco.safetensors", precision="auto").args[0]
+    assert again.module is not None and len(cache) == 2
+    cache.clear()
 
 
 def test_loader_errors(moda_nodes, moda_dir, comfy_dirs):
