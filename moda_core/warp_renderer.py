@@ -1,16 +1,21 @@
 """Warp renderer: animates any photo with no training by warping its reference crop so its landmarks follow R.
 
 Per frame, the subject's own points in its reference crop (source) go to the frame's projected points
-(target): the dense face (478), the shoulders (18), two rings around the face oval that move rigidly with the
-head (hair, ears, forehead; blended toward the shoulders below the chin) and fixed points on the image border
-(the background stays still). A Delaunay triangulation of the source points gives a piecewise-affine map; the
-inverse map (target pixel -> source pixel) is built on a coarse grid, upsampled (the map is continuous) and
-applied with one ``cv2.remap``. Triangles that would flip are pulled toward the rigid head motion (and, as a
-last resort, the whole motion is damped), so a frame never tears or folds.
+(target): the dense face (478), the shoulders (18), two rings around the face oval that move with the head
+(hair, ears, forehead; they carry part of the oval's own bending and drift toward the shoulders below the chin),
+and fixed points just outside the image border (the background stays still). A Delaunay triangulation of the
+source points (laid out with the lips held apart, so a closed mouth never links one lip to the other's outside)
+gives a piecewise-affine map; the inverse map (target pixel -> source pixel) is built on a coarse grid,
+upsampled (the map is continuous) and applied with one ``cv2.remap`` per frame.
 
-Where the warp alone cannot look right, the frame is painted: a mouth opened beyond the reference gets a
-synthetic interior (throat, tongue, upper teeth) inside the target inner-lip polygon; an eye closed beyond the
-reference gets eyelid skin (sampled above the eye) and a lash line.
+Triangles that would flip (a turned head folds its far cheek and nose over itself in 2-D) are unfolded: the
+motion of their vertices is smoothed toward their neighbours', then pulled toward the rigid head motion, then
+toward the reference; as a last resort the whole motion is damped. A frame never tears or folds.
+
+Where the warp alone cannot look right, the frame is painted: a mouth opened beyond the reference gets an
+interior (throat, tongue, and upper teeth coloured like the eye whites when the reference mouth is closed; an
+open reference mouth keeps its own teeth, split between the lips) feathered into the lips; an eye closed beyond
+the reference gets eyelid skin sampled above the eye and a lash line.
 """
 from __future__ import annotations
 
