@@ -361,7 +361,7 @@ def test_budget_estimate_says_what_fits_and_suggests_a_smaller_network():
     paper_cpu = LoopConfig(max_minutes=30, max_epochs=100, slow_hint="try --preset small")
     line = budget_estimate("renderer", 30.0, 500, 2, 40.0, paper_cpu)
     # (1800 s - 40 s) / 30 s per step = 58 steps, 0.12 of an epoch of 500 steps
-    assert line.startswith("renderer: 30.00 s per step here, so this run does about 58 more steps (0.12 epochs")
+    assert line.startswith("renderer: 30.00 s per step here: the budget leaves about 58 more steps (0.12 epochs")
     assert line.endswith("in about 29 min. try --preset small")
     fits = budget_estimate("renderer", 0.01, 500, 2, 1.0, paper_cpu)       # the epochs budget is reached first
     assert "about 49998 more steps (100 epochs of 500 steps) in about 8 min" in fits

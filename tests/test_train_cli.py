@@ -22,7 +22,7 @@ def test_train_faco_command(sample_dir, tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "moda train faco: 2 steps" in captured.out
-    assert "faco: " in captured.err and "s per step here, so this run does about 0 more steps" in captured.err
+    assert "faco: " in captured.err and "s per step here: the budget leaves about 0 more steps" in captured.err
     assert (tmp_path / "faco.safetensors").is_file() and (tmp_path / "runs" / "faco" / "losses.csv").is_file()
 
 

@@ -284,7 +284,7 @@ def budget_estimate(name: str, step_seconds: float, steps_per_epoch: int, step: 
     steps = max(0, min(remaining))
     seconds = steps * step_seconds
     epochs = steps / steps_per_epoch
-    text = (f"{name}: {step_seconds:.2f} s per step here, so this run does about {steps} more steps "
+    text = (f"{name}: {step_seconds:.2f} s per step here: the budget leaves about {steps} more steps "
             f"({f'{epochs:.2f}' if epochs < 10 else f'{epochs:.0f}'} epochs of {steps_per_epoch} steps) in about "
             f"{_duration(seconds)}")
     if config.slow_hint and ((steps == in_time and steps + step < steps_per_epoch) or seconds > 86400):
