@@ -55,15 +55,48 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+class _Refused(Exception):
+    """Raised while unpickling; :func:`load_restricted_pickle` adds the file name."""
+
+
+def _require_plain(dtype, what: str) -> np.dtype:
+    dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    if not _plain_dtype(dtype):
+        raise _Refused(f"holds {what} of dtype {dtype.str!r}; only plain numeric and string arrays are accepted "
+                       f"(arrays of Python objects and structured or altered dtypes are refused)")
+    return dtype
+
+
+class _CheckedArray(np.ndarray):
+    """What the pickle's ``numpy.ndarray`` stands for: arrays are built only by numpy's own reconstruction, and
+    their state is checked before numpy copies the stored bytes in (a forged dtype never gets an array)."""
+
+    def __new__(cls, *args, **kwargs):
+        raise _Refused("calls numpy.ndarray directly, which numpy's own pickles never do")
+
+    def __setstate__(self, state):
+        _require_plain(state[2] if len(state) == 5 else state[1], "an array")
+        super().__setstate__(state)
+
+
 def _allowed_globals() -> dict[tuple[str, str], object]:
     reconstruct, scalar = _numpy_reconstruct()
+
+    def checked_reconstruct(subtype, shape, typecode):
+        if subtype is not _CheckedArray:
+            raise _Refused(f"reconstructs an array as {getattr(subtype, '__name__', subtype)!r}")
+        return reconstruct(subtype, shape, _require_plain(typecode, "an array"))
+
+    def checked_scalar(dtype, *args):
+        return scalar(_require_plain(dtype, "a numpy scalar"), *args)
+
     allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1_bytes,
+        ("numpy", "ndarray"): _CheckedArray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1_bytes,
         ("collections", "OrderedDict"): collections.OrderedDict, ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset, ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
+        allowed[(module, "_reconstruct")] = checked_reconstruct
+        allowed[(module, "scalar")] = checked_scalar
     for name in dir(getattr(np, "dtypes", None) or object()):        # numpy >= 1.25 pickles dtypes by class
         if name.endswith("DType"):
             allowed[("numpy.dtypes", name)] = getattr(np.dtypes, name)
@@ -95,22 +128,43 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                   f"(save the image as reference.png instead)")
 
 
-def _check_plain(value, source: Path, where: str = "the file") -> None:
-    """Reject object-dtype arrays (they could carry arbitrary objects) and non-plain leaves."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise AuthorsSubjectError(f"{source}: {where} is an array of Python objects; only numeric arrays "
-                                      f"are accepted")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_plain(key, source, where)
-            _check_plain(item, source, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for index, item in enumerate(value):
-            _check_plain(item, source, f"{where}[{index}]")
-    elif not isinstance(value, (str, bytes, int, float, complex, bool, type(None), np.generic)):
-        raise AuthorsSubjectError(f"{source}: {where} is a {type(value).__name__}; only arrays, strings, numbers "
-                                  f"and plain containers are accepted")
+_PLAIN_KINDS = "biufcSU"       # bool, integers, floats, complex, bytes, str: items that hold no pointers
+
+
+def _plain_dtype(dtype: np.dtype) -> bool:
+    """A builtin numeric or string dtype exactly as numpy itself builds it. A pickle can forge a dtype's state
+    (``BUILD`` sets its flags and item size): a structured dtype whose object field is hidden by cleared flags
+    would let raw bytes stand for object pointers, so only canonical plain dtypes pass."""
+    if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        return False
+    canonical = np.dtype(dtype.str)
+    return (dtype.flags, dtype.itemsize, dtype.alignment, dtype.metadata) == \
+        (canonical.flags, canonical.itemsize, canonical.alignment, None)
+
+
+def _check_plain(value, source: Path) -> None:
+    """Reject arrays and scalars of other than plain numeric or string dtypes (object, structured, forged) and
+    non-plain leaves. Iterative and once per container, so deep nesting and loops cannot overflow the stack."""
+    pending, seen = [(value, "the file")], set()
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, (np.ndarray, np.generic)):
+            if not _plain_dtype(value.dtype):
+                raise AuthorsSubjectError(f"{source}: {where} has dtype {value.dtype.str!r}; only plain numeric and "
+                                          f"string arrays are accepted (arrays of Python objects and structured or "
+                                          f"altered dtypes are refused)")
+        elif isinstance(value, (dict, list, tuple, set, frozenset)):
+            if id(value) in seen:                 # shared or self-referencing: checked once
+                continue
+            seen.add(id(value))
+            if isinstance(value, dict):
+                pending += [(key, where) for key in value]
+                pending += [(item, f"{where}[{key!r}]") for key, item in value.items()]
+            else:
+                pending += [(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        elif not isinstance(value, (str, bytes, int, float, complex, bool, type(None))):
+            raise AuthorsSubjectError(f"{source}: {where} is a {type(value).__name__}; only arrays, strings, numbers "
+                                      f"and plain containers are accepted")
 
 
 def load_restricted_pickle(path: str | os.PathLike):
@@ -135,8 +189,10 @@ def load_restricted_pickle(path: str | os.PathLike):
                     value = _RestrictedUnpickler(handle, path).load()
     except AuthorsSubjectError:
         raise
+    except _Refused as err:
+        raise AuthorsSubjectError(f"{path}: {err}") from None
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, OSError) as err:
+            AttributeError, OSError, MemoryError, RecursionError) as err:
         raise AuthorsSubjectError(f"{path}: damaged or not a pickle file ({type(err).__name__}: {err})") from err
     _check_plain(value, path)
     return value

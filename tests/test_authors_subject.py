@@ -205,3 +205,53 @@ def test_imported_means_give_the_authors_points_exactly(golden, parity_dir, tmp_
     assert torch.equal(torso[..., :2].to(torch.int32), stage["points2d.torso"])
     face32, _ = project_repr(r, subject.replace(means_float64=False), face_center="authors")
     assert (face32 - stage["points3d.mesh"]).abs().max() > 1e-6                       # what float64 buys
+
+
+def _dtype_with_hidden_objects() -> np.dtype:
+    """A structured dtype with an object field whose flags say "no objects", as a pickle's BUILD can forge it:
+    raw bytes in such an array stand for object pointers (reading one crashes the process)."""
+    forged = np.dtype([("a", "O")], align=False, copy=True)
+    state = list(forged.__reduce__()[2])
+    state[7] = 0                                                 # flags: NPY_ITEM_HASOBJECT etc. cleared
+    forged.__setstate__(tuple(state))
+    assert not forged.hasobject
+    return forged
+
+
+def test_restricted_unpickler_refuses_forged_dtypes(golden, tmp_path):
+    _, image = golden
+    fake_pointers = np.ndarray((2,), dtype=_dtype_with_hidden_objects(), buffer=b"A" * 16)   # never read here
+    forged_int = np.dtype("i8", False, True)
+    forged_int.__setstate__((3, "<", None, None, None, -1, -1, 1))                         # "holds references"
+    cases = {"hidden object field": fake_pointers, "void scalar": fake_pointers[0],
+             "forged flags": np.ndarray((1,), dtype=forged_int, buffer=b"A" * 8)}
+    for case, payload in cases.items():
+        torch.save({"example_files": ["x"], "examples": [image], "extra": [payload]}, tmp_path / "reference.pth")
+        with pytest.raises(AuthorsSubjectError, match=r"reference.pth: holds (an array|a numpy scalar) of dtype "
+                                                      r"('\|V8'|'<i8').*only plain numeric"):
+            load_restricted_pickle(tmp_path / "reference.pth")
+    del cases, fake_pointers
+    (tmp_path / "direct.pkl").write_bytes(b"\x80\x02cnumpy\nndarray\nK\x01\x85R.")      # numpy.ndarray((1,))
+    with pytest.raises(AuthorsSubjectError, match="calls numpy.ndarray directly"):
+        load_restricted_pickle(tmp_path / "direct.pkl")
+
+
+def test_restricted_unpickler_shared_self_referencing_and_deep_containers(tmp_path):
+    loop = [np.arange(3)]
+    loop.append(loop)
+    shared = ["name"]
+    for value in (loop, {"a": shared, "b": shared, "c": (), "d": ()}):
+        with open(tmp_path / "plain.pkl", "wb") as handle:
+            pickle.dump(value, handle, protocol=2)
+        loaded = load_restricted_pickle(tmp_path / "plain.pkl")
+        assert type(loaded) is type(value) and len(loaded) == len(value)
+    depth = 5000                                                # deeper than Python's recursion limit
+    (tmp_path / "deep.pkl").write_bytes(b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b".")
+    deep = load_restricted_pickle(tmp_path / "deep.pkl")
+    for _ in range(depth - 1):
+        (deep,) = deep
+    assert deep == []
+    with open(tmp_path / "plain.pkl", "wb") as handle:
+        pickle.dump([loop, {"x": [np.array([{"a": 1}], dtype=object)]}], handle, protocol=2)
+    with pytest.raises(AuthorsSubjectError, match=r"holds an array of dtype '\|O'.*Python objects"):
+        load_restricted_pickle(tmp_path / "plain.pkl")
