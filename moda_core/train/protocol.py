@@ -19,7 +19,7 @@ PSNR, SSIM, TCM, sharpness ratio, landmark-follow error (and Sync with SyncNet w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ class ProtocolResult:
     report: object              # moda_core.metrics.MetricsReport
     video: Path                 # the generated held-out part
     frames: int
+    details: dict = field(default_factory=dict)     # warp: reference frame, start, MediaPipe floor; frames if kept
 
 
 def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
@@ -122,10 +123,11 @@ def frame_subject(sample, index: int):
 def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str | Path | None = None,
                       size: int = 512, fps: float = 30.0, max_seconds: float | None = None, batch_size: int = 8,
                       syncnet_weights: str | Path | None = None, progress: Callable[[str, int, int], None] | None = None,
-                      log: Callable[[str], None] = print) -> ProtocolResult:
+                      keep_frames: bool = False, log: Callable[[str], None] = print) -> ProtocolResult:
     """Score the warp renderer on ``video`` (module docstring): prepare it into ``out_dir/sample`` (reused when
     there), render its last 20 % from the ground-truth R at ``size`` px, write ``out_dir/protocol-warp.mp4`` and
-    return the report. ``max_seconds`` prepares only the start of the clip (quick checks)."""
+    return the report. ``max_seconds`` prepares only the start of the clip (quick checks). ``keep_frames`` adds
+    the rendered and real frames and the target points to the result's details (for analysis)."""
     if syncnet_weights is not None and not Path(syncnet_weights).is_file():
         raise FileNotFoundError(f"SyncNet weights not found at {syncnet_weights}")
     from moda_core.metrics import MetricsReport, evaluate
@@ -180,4 +182,7 @@ def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str
     log(f"protocol (warp renderer): reference = frame {reference_index} (the most neutral of the first "
         f"{1 - HELD_OUT_FRACTION:.0%} of the frames), {count} held-out frames from frame {start} rendered at {size} px from the "
         f"tracked R; landmark follow of the real frames (MediaPipe's floor): {floor.value:.2f} px; video {path}")
-    return ProtocolResult(report, path, count)
+    details = dict(reference_frame=reference_index, start=start, real_frames_follow=floor.value)
+    if keep_frames:
+        details.update(generated_frames=generated, real_frames=real, target_points=face)
+    return ProtocolResult(report, path, count, details)
