@@ -169,7 +169,8 @@ def _check_plain(value, source: Path) -> None:
 
 def load_restricted_pickle(path: str | os.PathLike):
     """Read a ``torch.save`` file (zip or legacy) or a plain pickle holding only arrays, strings, numbers and
-    containers, never running code from it. Raises :class:`AuthorsSubjectError` naming the file otherwise."""
+    containers, never running code from it. Raises :class:`AuthorsSubjectError` naming the file otherwise.
+    Arrays come back as a checked ``numpy.ndarray`` subclass (``np.asarray`` gives a plain array)."""
     path = Path(path)
     if not path.is_file():
         raise AuthorsSubjectError(f"file not found: {path}")
@@ -253,7 +254,8 @@ def read_reference_pth(path: str | os.PathLike) -> np.ndarray:
         found = sorted(map(str, content)) if isinstance(content, dict) else type(content).__name__
         raise AuthorsSubjectError(f"{path}: expected a dict with a non-empty list 'examples' of images, got {found}")
     image = examples[0]
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+    if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8
+            or 0 in image.shape):
         what = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
         raise AuthorsSubjectError(f"{path}: 'examples'[0] must be a uint8 RGB image [H, W, 3], got {what}")
     return np.ascontiguousarray(_to_reference_size(image))

@@ -132,9 +132,10 @@ def test_reference_pth_errors(golden, tmp_path):
     cases = {"tensor": {"examples": [torch.zeros(512, 512, 3, dtype=torch.uint8)]},
              "object array": {"examples": [np.array([{"a": 1}], dtype=object)]},
              "no examples": {"example_files": ["x.png"]},
-             "float image": {"examples": [image.astype(np.float32)]}}
+             "float image": {"examples": [image.astype(np.float32)]},
+             "empty image": {"examples": [image[:0]]}}
     messages = {"tensor": "torch objects", "object array": "Python objects", "no examples": "'examples'",
-                "float image": "uint8 RGB"}
+                "float image": "uint8 RGB", "empty image": r"uint8 RGB image \[H, W, 3\], got uint8 \[0, 512, 3\]"}
     for case, content in cases.items():
         torch.save(content, folder / "reference.pth")
         with pytest.raises(AuthorsSubjectError, match=messages[case]) as err:
