@@ -109,6 +109,10 @@ class Subject:
         return self.reference_image.to(torch.float32) / 255.0
 
     def replace(self, **changes) -> "Subject":
+        """A copy with ``changes``; a new ``reference_image`` without new ``reference_points`` drops the old points
+        (they describe the old image)."""
+        if "reference_image" in changes and "reference_points" not in changes:
+            changes["reference_points"] = None
         return dataclasses.replace(self, **changes)
 
     # ---------------------------------------------------------------- files

@@ -268,6 +268,8 @@ def test_video_subject_keeps_its_reference_frame_points(data_dir, tmp_path):
     assert subject.reference_points is not None and subject.reference_points.shape == (496, 2)
     loaded = Subject.load(subject.save(tmp_path / "may.safetensors"))
     assert torch.equal(loaded.reference_points, subject.reference_points)
+    assert subject.replace(name="x").reference_points is not None
+    assert subject.replace(reference_image=frames[0][:512, :512]).reference_points is None, "points of the old image"
     index = summary.reference_frame
     own = r.slice_time(index, index + 1)                 # the reference frame's own tracked motion
     face, torso = targets(own, subject, "canonical")
