@@ -79,6 +79,13 @@ class _CheckedArray(np.ndarray):
         super().__setstate__(state)
 
 
+def _empty_bytes(*args) -> bytes:
+    """How protocol-2 pickles store ``b""`` (e.g. the data of an empty array): ``bytes()``."""
+    if args:
+        raise _Refused("calls bytes() with arguments, which pickles of plain data never do")
+    return b""
+
+
 def _allowed_globals() -> dict[tuple[str, str], object]:
     reconstruct, scalar = _numpy_reconstruct()
 
@@ -93,7 +100,8 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     allowed: dict[tuple[str, str], object] = {
         ("numpy", "ndarray"): _CheckedArray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1_bytes,
         ("collections", "OrderedDict"): collections.OrderedDict, ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset, ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset}
+        ("builtins", "frozenset"): frozenset, ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
+        ("builtins", "bytes"): _empty_bytes, ("__builtin__", "bytes"): _empty_bytes}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "_reconstruct")] = checked_reconstruct
         allowed[(module, "scalar")] = checked_scalar

@@ -235,6 +235,15 @@ def test_restricted_unpickler_refuses_forged_dtypes(golden, tmp_path):
     (tmp_path / "direct.pkl").write_bytes(b"\x80\x02cnumpy\nndarray\nK\x01\x85R.")      # numpy.ndarray((1,))
     with pytest.raises(AuthorsSubjectError, match="calls numpy.ndarray directly"):
         load_restricted_pickle(tmp_path / "direct.pkl")
+    (tmp_path / "bytes.pkl").write_bytes(b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x40\x85R.")  # bytes(2**30)
+    with pytest.raises(AuthorsSubjectError, match="calls bytes"):
+        load_restricted_pickle(tmp_path / "bytes.pkl")
+
+
+def test_restricted_unpickler_reads_empty_arrays_and_bytes(tmp_path):
+    torch.save({"examples": [np.zeros((0, 512, 3), np.uint8)], "raw": b"", "names": []}, tmp_path / "empty.pth")
+    loaded = load_restricted_pickle(tmp_path / "empty.pth")
+    assert loaded["examples"][0].shape == (0, 512, 3) and loaded["raw"] == b""
 
 
 def test_restricted_unpickler_shared_self_referencing_and_deep_containers(tmp_path):
