@@ -110,13 +110,17 @@ def neutral_frame(r, frames: range) -> int:
 
 def frame_subject(sample, index: int):
     """The sample's subject as if frame ``index`` were its photo: that frame is the reference image and its
-    tracked face, pose and torso are the subject's template, mean pose and mean torso, so the warp renderer's
-    source points are exactly the frame's tracked points."""
+    tracked face, pose and torso are the subject's template, mean pose and mean torso, and its tracked points
+    (canonicalisation's face centre) the reference points, so the warp renderer's source points are exactly
+    the frame's tracked points."""
+    from moda_core.projection import project_repr
     from moda_core.train.datasets import read_frame
 
     r = sample.repr
+    face, torso = project_repr(r.slice_time(index, index + 1), sample.subject, face_center="canonical")
     return sample.subject.replace(reference_image=read_frame(sample, index, 512), template=r.face[0, index],
                                   mean_head_pose=r.head_pose[0, index], mean_torso=r.torso[0, index],
+                                  reference_points=torch.cat([face[0], torso[0]])[:, :2],
                                   name=f"{sample.subject.name or sample.path.name} frame {index}")
 
 
