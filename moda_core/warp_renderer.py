@@ -487,7 +487,7 @@ class WarpRenderer:
         frames = np.empty((face.shape[0], self.size, self.size, 3), np.float32)
         for b in range(face.shape[0]):
             map_x, map_y = self._inverse_map(points[b])
-            frame = cv2.remap(self.reference, map_x, map_y, interpolation=cv2.INTER_LINEAR,
+            frame = cv2.remap(self.reference, map_x, map_y, interpolation=cv2.INTER_CUBIC,
                               borderMode=cv2.BORDER_REPLICATE)
             self._paint_mouth(frame, face[b], float(mouth_open[b]))
             for side in EYES:
