@@ -455,7 +455,8 @@ def _fetch_authors(folder: Path, drives: list[DriveFile], progress: Progress, co
         outcome.add(target, f"{'replaced' if replaced else 'wrote'}: {target} ({_DESCRIPTIONS[kind]}, "
                             f"{detail}, Drive {drive.drive_id})")
         subject_done = subject_done or kind in ("repr", "reference")
-    if subject_done and import_subject:
+    subject_missing = any("repr" in d.kinds for d in drives) and not (folder / SUBJECT_TARGET).is_file()
+    if import_subject and (subject_done or subject_missing):       # also when only the subject file was deleted
         _import_subject(folder, outcome)
     _remove_empty([staging])
     return outcome

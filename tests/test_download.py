@@ -134,6 +134,11 @@ def test_authors_release_converted_and_placed(tmp_path, drive, parity_dir):
     calls = len(drive.calls)
     again = _authors(tmp_path)
     assert len(drive.calls) == calls and all(line.startswith("kept: ") for line in again.lines)
+    # the subject file alone deleted: imported again from the kept repr.npz and reference.pth
+    (tmp_path / dl.SUBJECT_TARGET).unlink()
+    again = _authors(tmp_path)
+    assert len(drive.calls) == calls and (tmp_path / dl.SUBJECT_TARGET).is_file()
+    assert again.lines[-1].startswith(f"wrote: {tmp_path / dl.SUBJECT_TARGET} (Cathy's subject imported")
 
 
 def test_authors_pairs_told_apart_by_content(tmp_path, authors_payloads):
