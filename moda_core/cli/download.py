@@ -50,9 +50,7 @@ class ByteBars:
 
 def run(args: argparse.Namespace) -> int:
     from moda_core.download import SUBJECT_TARGET, check_request, download_weights
-    from moda_core.pipeline import default_weights_dir
-
-    from moda_core.pipeline import WEIGHT_FILES
+    from moda_core.pipeline import WEIGHT_FILES, default_weights_dir
 
     repo = args.repo or ""
     files = args.files or (list(WEIGHT_FILES.values()) if args.source == "hf" else [])
