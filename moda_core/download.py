@@ -317,9 +317,12 @@ def _fetch_hub(folder: Path, repo_id: str, files: list[str], revision: str, prog
         except errors.RevisionNotFoundError as err:
             stop = (f"revision {revision!r} not found in {repo_id} ({_reason(err)}); use 'main' or an existing "
                     "tag or commit hash", "revision")
-        except errors.EntryNotFoundError:
-            failures.append((name, f"not in {repo_id} at {revision} (see https://huggingface.co/{repo_id}/tree/"
-                                   f"{revision})", "filenames"))
+        except errors.EntryNotFoundError as err:
+            if isinstance(err, errors.LocalEntryNotFoundError):    # the connection dropped after the check
+                stop = (f"the Hugging Face Hub could not be reached ({_reason(err)})", "repo_id")
+            else:
+                failures.append((name, f"not in {repo_id} at {revision} (see https://huggingface.co/{repo_id}/"
+                                       f"tree/{revision})", "filenames"))
         except Exception as err:       # noqa: BLE001 - network and HTTP errors of several client libraries
             if not _is_network_error(err) and not isinstance(err, (errors.HfHubHTTPError, OSError)):
                 raise

@@ -481,3 +481,17 @@ def test_converted_copy_refuses_code_in_the_pickle(tmp_path):
     assert not (tmp_path / "ran").exists() and not (tmp_path / ".moda-converted").exists()
     with zipfile.ZipFile(tmp_path / "FaCo.pkl") as archive:
         assert any(name.endswith("data.pkl") for name in archive.namelist())
+
+
+def test_hub_connection_lost_after_the_check_is_not_a_missing_file(tmp_path, hub):
+    from huggingface_hub import errors
+
+    hub.download_error = errors.LocalEntryNotFoundError("An error happened while trying to locate the file on the "
+                                                        "Hub and we cannot find the requested files in the local cache")
+    with pytest.raises(dl.DownloadError) as raised:
+        _hf(tmp_path)
+    message = str(raised.value)
+    assert raised.value.input_name == "repo_id" and "not in someone/moda-weights" not in message
+    assert message.startswith("2 file(s) not downloaded from https://huggingface.co/someone/moda-weights (revision "
+                              "main): the Hugging Face Hub could not be reached (LocalEntryNotFoundError: ")
+    assert hub.downloads == ["moda.safetensors"], "the files after it are not tried"
