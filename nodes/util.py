@@ -173,6 +173,8 @@ def _forget_on_unload(key: tuple) -> Callable[..., None]:
     def forget(patcher, *_) -> None:
         if key in _CACHE and _CACHE[key].patcher is patcher:
             del _CACHE[key]
+            log.info("MODA: %s network %s unloaded by ComfyUI, released from the pack's cache", key[1],
+                     os.path.basename(key[0]))
     return forget
 
 
