@@ -214,9 +214,17 @@ def read_repr_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise AuthorsSubjectError(f"file not found: {path}")
+    known = {key for spellings, _, _ in REPR_KEYS.values() for key in spellings}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            stored = {key: npz[key] for key in npz.files}
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise AuthorsSubjectError(f"{path}: one bare array ({loaded.dtype} {list(loaded.shape)}), not an .npz "
+                                      f"archive of named arrays (templete, headmotion, shoulder, ...)")
+        with loaded as npz:
+            names = list(npz.files)
+            stored = {key: npz[key] for key in names if key in known}        # other members are not read
+    except MemoryError as err:
+        raise AuthorsSubjectError(f"{path}: an array in it is too large to be a subject's means") from err
     except ValueError as err:
         raise AuthorsSubjectError(f"{path}: holds Python objects or is damaged ({err}); repr.npz must hold plain "
                                   f"numeric arrays") from err
@@ -228,7 +236,7 @@ def read_repr_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if key is None:
             if required:
                 raise AuthorsSubjectError(f"{path}: missing key {spellings[0]!r} ({list(shape)}); it has "
-                                          f"{sorted(stored)}. The authors' repr.npz holds templete [478, 3], "
+                                          f"{sorted(names)}. The authors' repr.npz holds templete [478, 3], "
                                           f"headmotion [7], shoulder [18, 3], eye [60, 3] and lip [40, 3]")
             continue
         value = stored[key]

@@ -171,6 +171,24 @@ def test_bad_repr_npz_errors_name_the_file_and_write_nothing(golden, tmp_path, c
     assert not (tmp_path / "new").exists()                   # not even the output folder
 
 
+def test_repr_npz_bare_array_and_unused_members(golden, tmp_path):
+    import io as _io
+
+    arrays, image = golden
+    folder = write_authors_folder(tmp_path / "P", arrays, image)
+    with open(folder / "repr.npz", "wb") as handle:                  # a .npy saved under the .npz name
+        np.save(handle, arrays["templete"])
+    with pytest.raises(AuthorsSubjectError, match=r"repr.npz: one bare array \(float64 \[478, 3\]\), not an .npz"):
+        import_subject(folder)
+    # a member the authors' loader does not use is not read (here one declaring 8 TB of data)
+    np.savez(folder / "repr.npz", **{k: arrays[k] for k in REPR_KEYS})
+    header = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 12,)})
+    with zipfile.ZipFile(folder / "repr.npz", "a") as archive:
+        archive.writestr("unused.npy", header.getvalue())
+    assert np.array_equal(import_subject(folder).template.numpy(), arrays["templete"])
+
+
 def test_missing_files(golden, tmp_path):
     arrays, image = golden
     with pytest.raises(AuthorsSubjectError, match="subject folder not found"):
