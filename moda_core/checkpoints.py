@@ -443,7 +443,12 @@ def converted_copy(src: str | os.PathLike, kind: str | None = None) -> Path:
     dst = cache / f"{src.stem}-{digest}.safetensors"
     if dst.is_file():
         return dst
-    cache.mkdir(exist_ok=True)
+    try:
+        cache.mkdir(exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{src}: its conversion cannot be kept in {cache} ({err.strerror or err}); convert it once "
+                         f"with `moda convert {src} --out FOLDER/NAME.safetensors` into a writable folder and use "
+                         f"that file") from None
     try:
         convert_authors_checkpoint(src, dst, kind=kind)
     except BaseException:

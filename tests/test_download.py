@@ -495,3 +495,11 @@ def test_hub_connection_lost_after_the_check_is_not_a_missing_file(tmp_path, hub
     assert message.startswith("2 file(s) not downloaded from https://huggingface.co/someone/moda-weights (revision "
                               "main): the Hugging Face Hub could not be reached (LocalEntryNotFoundError: ")
     assert hub.downloads == ["moda.safetensors"], "the files after it are not tried"
+
+
+def test_converted_copy_in_an_unwritable_place_says_how_to_convert(tmp_path):
+    (tmp_path / "FaCo.pkl").write_bytes(_torch_bytes(FaCoNet(FaCoConfig()).state_dict()))
+    (tmp_path / ".moda-converted").write_text("a file where the cache folder would go")
+    with pytest.raises(ValueError, match=r"FaCo\.pkl: its conversion cannot be kept in .*\.moda-converted \(File "
+                                         r"exists\); convert it once with `moda convert .*FaCo\.pkl --out"):
+        converted_copy(tmp_path / "FaCo.pkl", kind="faco")
