@@ -61,6 +61,8 @@ def _run_cli(args: list[str], timeout: float = 120, **kwargs) -> subprocess.Comp
      "--face-index picks a face in --image"),
     (["animate", "--image", "{portrait}", "--audio", "{audio}", "--out", "{tmp}/new/x.mp4", "--save-repr",
       "{tmp}/r.json"], "--save-repr must end in .safetensors or .npz"),
+    (["animate", "--image", "{portrait}", "--audio", "{audio}", "--weights", "{tmp}/w", "--out", "{tmp}/new/x.mp4"],
+     "--weights: folder {tmp}/w does not exist; make weights with `moda quickstart --out {tmp}/w`"),
     (["render", "--repr", "{tmp}/r.npz", "--subject", "{portrait}", "--out", "{tmp}/new/x.mp4"],
      "--repr: {tmp}/r.npz does not exist"),
     (["preview", "--image", "{portrait}", "--out", "{tmp}/x.gif"], "--out must end in .mp4"),

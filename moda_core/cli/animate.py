@@ -171,7 +171,10 @@ def check_render_args(args) -> None:
     check_output_file(save_noise, "--save-noise", (".safetensors",))
     for option in ("image", "subject", "audio", "repr", "noise"):
         check_input_file(getattr(args, option, None), f"--{option}")
-    check_input_folder(args.weights, "--weights")
+    if args.weights is not None and not args.weights.is_dir():
+        raise ArgumentError(f"--weights: folder {args.weights} does not exist; make weights with `moda quickstart "
+                            f"--out {args.weights}` or get the authors' with `moda download --source authors --out "
+                            f"{args.weights}`")
     check_input_folder(args.models, "--models")
     if args.output_size and (args.output_size < 16 or args.output_size % 2):
         raise ArgumentError(f"--output-size must be an even number >= 16 (or 0), got {args.output_size}")
