@@ -246,7 +246,7 @@ class WarpRenderer:
         # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
         self.checked = ~self.hole & (area > 0.5 * self.scale ** 2)
         self._checked_ids = np.flatnonzero(self.checked)
-        self._checked_corners = tuple(triangles[self.checked, k] for k in range(3))
+        self._checked_corners = triangles[self.checked]
         # draw holes first so real skin wins where they overlap
         order = np.argsort(~self.hole, kind="stable")
         self.draw_order = order
@@ -376,10 +376,10 @@ class WarpRenderer:
 
     def _flipped(self, points: np.ndarray) -> np.ndarray:
         """Mask of checked triangles (not holes or slivers) whose orientation at ``points [N, 2]`` is flipped."""
-        a, b, c = self._checked_corners
-        e1, e2 = points[b] - points[a], points[c] - points[a]
+        corners = points[self._checked_corners]                            # [F, 3, 2]
+        edges = corners[:, 1:] - corners[:, :1]
         mask = np.zeros(len(self.triangles), dtype=bool)
-        mask[self._checked_ids] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] <= 0
+        mask[self._checked_ids] = edges[:, 0, 0] * edges[:, 1, 1] <= edges[:, 0, 1] * edges[:, 1, 0]
         return mask
 
     def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
@@ -487,13 +487,14 @@ class WarpRenderer:
         frames = np.empty((face.shape[0], self.size, self.size, 3), np.float32)
         for b in range(face.shape[0]):
             map_x, map_y = self._inverse_map(points[b])
-            frame = cv2.remap(self.reference, map_x, map_y, interpolation=cv2.INTER_CUBIC,
+            frame = cv2.remap(self.reference, map_x, map_y, dst=frames[b], interpolation=cv2.INTER_CUBIC,
                               borderMode=cv2.BORDER_REPLICATE)
+            np.clip(frame, 0.0, 1.0, out=frame)                          # bicubic overshoots a little
             self._paint_mouth(frame, face[b], float(mouth_open[b]))
             for side in EYES:
                 self._paint_eye(frame, face[b], side, float(eye_open[side][b]))
-            frames[b] = frame
-        np.clip(frames, 0.0, 1.0, out=frames)
+            if not np.shares_memory(frame, frames[b]):
+                frames[b] = frame
         return frames
 
     # ------------------------------------------------------------ painting
