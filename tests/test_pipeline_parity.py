@@ -223,7 +223,7 @@ def _max_diff(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 def test_audio_load_and_normalisation(capture, run):
     stored = capture.tensors["audio.waveform"]
     assert run.waveform.shape == tuple(stored.shape)
-    assert _max_diff(torch.from_numpy(run.waveform), stored) == 0.0          # 16 kHz input: no resampling
+    assert _max_diff(torch.from_numpy(run.waveform), stored) == 0.0          # as librosa.load (soxr HQ if resampled)
     assert _max_diff(normalise_waveform(stored)[None], capture.tensors["audio.input_values"]) <= NORMALISE_TOL
     ours = normalise_waveform(torch.from_numpy(run.waveform))[None]
     assert _max_diff(ours, capture.tensors["audio.input_values"]) <= NORMALISE_TOL
