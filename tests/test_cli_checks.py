@@ -221,6 +221,7 @@ def test_every_option_has_help_and_shows_its_default():
         if action.option_strings and action.default not in (None, False, []):
             assert "default" in shown.lower(), f"{label}: default {action.default!r} not shown"
         assert parser.formatter_class is HelpFormatter, f"{command} does not use the shared formatter"
+        assert "usage: " + command in parser.format_help()          # every page renders (e.g. '%' in help texts)
     assert {"moda animate", "moda edit", "moda bench", "moda eval", "moda protocol", "moda train renderer"} <= seen
     text = build_parser()._subparsers._group_actions[0].choices["edit"].format_help()
     assert "--freeze-hold {first,mean,rest,value}" in text and "(default: first)" in text
