@@ -182,9 +182,15 @@ def _remove_empty(dirs: Iterable[Path]) -> None:
             pass
 
 
+def leaves_folder(name: str) -> bool:
+    """True for a file name that would land outside the target folder (absolute, drive letter, '..')."""
+    clean = name.strip().replace("\\", "/")
+    return clean.startswith("/") or ".." in clean.split("/") or re.match(r"^[A-Za-z]:", clean) is not None
+
+
 def _check_name(name: str) -> str:
     clean = name.strip().replace("\\", "/")
-    if not clean or clean.startswith("/") or ".." in clean.split("/") or re.match(r"^[A-Za-z]:", clean):
+    if not clean or leaves_folder(clean):
         raise DownloadError(f"{name!r} leaves the target folder; use the file's path inside the repo", "filenames")
     return clean
 

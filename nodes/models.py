@@ -274,8 +274,10 @@ class MODADownloadWeights(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, filenames: str) -> bool | str:
         """Only what is wrong whatever the source: a file name that leaves models/moda."""
+        from moda_core.download import leaves_folder
+
         for name in _split_names(filenames):
-            if name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name) or re.match(r"^[A-Za-z]:", name):
+            if leaves_folder(name):
                 return str(node_error(cls.DISPLAY_NAME, "filenames", f"{name!r} leaves models/moda",
                                       "use the file's path inside the repo"))
         return True
