@@ -261,8 +261,13 @@ for f in ("get_filename_list", "get_full_path", "get_full_path_or_raise", "add_m
           "get_output_directory", "get_temp_directory", "filter_files_content_types", "get_folder_paths"):
     out["fp." + f] = sig(getattr(folder_paths, f))
 for f in ("intermediate_device", "get_torch_device", "unet_offload_device", "soft_empty_cache",
-          "throw_exception_if_processing_interrupted", "interrupt_current_processing"):
+          "throw_exception_if_processing_interrupted", "interrupt_current_processing", "load_models_gpu",
+          "unload_all_models"):
     out["mm." + f] = sig(getattr(mm, f))
+import comfy.model_patcher, comfy.patcher_extension
+for f in ("__init__", "add_callback", "detach", "model_size"):
+    out["ModelPatcher." + f] = sig(getattr(comfy.model_patcher.ModelPatcher, f))
+out["CallbacksMP.ON_DETACH"] = comfy.patcher_extension.CallbacksMP.ON_DETACH
 out["types"] = [getattr(io, t).io_type for t in ("Boolean", "Int", "Float", "String", "Combo", "Image", "Mask",
                                                   "Audio", "Video", "AnyType")]
 print(json.dumps(out))
