@@ -318,6 +318,10 @@ class MODADownloadWeights(io.ComfyNode):
         except DownloadError as err:
             show_on_node(cls.hidden.unique_id, f"FAILED\n{err}")
             raise ValueError(f"{cls.DISPLAY_NAME}: input '{err.input_name}': {err}") from err
+        except OSError as err:                     # the folder itself: read-only, full disk, a file in the way
+            show_on_node(cls.hidden.unique_id, f"FAILED\ncannot write in {folder}: {err}")
+            raise ValueError(f"{cls.DISPLAY_NAME}: cannot write in {folder} ({err}); make models/moda writable "
+                             "(and free some disk space), then run again") from err
         report(len(files) * PROGRESS_STEPS, len(files) * PROGRESS_STEPS)
         text = f"{len(outcome.paths)} file(s) in {folder}:\n{outcome.text()}"
         show_on_node(cls.hidden.unique_id, text)

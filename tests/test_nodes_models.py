@@ -475,3 +475,13 @@ def test_precision_doubles_match_real_comfyui_signatures():
     ours = {f: [p.name for p in inspect.signature(getattr(mm, f)).parameters.values()]
             for f in ("should_use_fp16", "should_use_bf16", "get_torch_device", "unet_offload_device")}
     assert json.loads(real.stdout.splitlines()[-1]) == ours
+
+
+def test_download_into_an_unwritable_models_folder_is_one_message(moda_nodes, comfy_dirs, hub, node_texts):
+    folder = comfy_dirs.models / "moda"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the folder should be")
+    with pytest.raises(ValueError, match=r"^MODA Download Weights: cannot write in .*moda \(.*File exists.*\); make "
+                                         r"models/moda writable"):
+        run_node(moda_nodes["MODA_DownloadWeights"], unique_id="5", **DOWNLOAD)
+    assert hub.calls == [] and node_texts[-1][1].startswith("FAILED\ncannot write in ")
