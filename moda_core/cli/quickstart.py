@@ -10,10 +10,9 @@ def register(subparsers) -> None:
         "quickstart", help="prepare the bundled clip, train small MODA/FaCo/renderer models, animate speech",
         description="Offline end-to-end run on a CPU (about 8-10 minutes on 2 cores): prepares the bundled talking "
                     "clip, trains small models of that person within a wall-clock budget, prints the held-out "
-                    "PSNR/SSIM of the renderer and writes a 512x512 video of the person saying the bundled speech, then a "
-                    "second one of another person (samples/portrait.jpg) with the warp renderer, which needs no "
-                    "training for that person. "
-                    "DIR then works with `moda animate --weights DIR --subject DIR/subject.safetensors`. Running it "
+                    "PSNR/SSIM of the renderer and writes a 512x512 video of the person saying the bundled "
+                    "speech, then a second one of another person (samples/portrait.jpg) with the warp renderer, "
+                    "which needs no training for that person. DIR then works with `moda animate --weights DIR --subject DIR/subject.safetensors`. Running it "
                     "again on the same DIR continues training from the saved state.")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default ./moda-quickstart): weights, subject.safetensors, the video, "
