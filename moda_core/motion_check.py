@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
     from moda_core.subject import Subject
+    from moda_core.train.datasets import SampleData
 
 METADATA_KEY = "motion_check"
 FLAT_FRACTION = 0.5           # "within 50 % of the clip's"
@@ -144,3 +145,14 @@ def record_motion_check(path: str | os.PathLike, waveform: np.ndarray, subject: 
     kept = {k: v for k, v in read_metadata(path).items() if k not in ("moda_format", "kind", "config")}
     save_model(model, path, "moda", extra_metadata={**kept, **check.to_metadata()})
     return check
+
+
+def record_sample_check(path: str | os.PathLike, sample: "SampleData", *, steps: int | None = None,
+                        max_seconds: float = 20.0, seeds: int = 3) -> MotionCheck:
+    """:func:`record_motion_check` on a prepared training sample's first ``max_seconds`` (one MODA window)."""
+    from moda_core.models.audio_encoder import SAMPLE_RATE
+
+    frames = min(sample.num_frames, max(2, round(max_seconds * sample.fps)))
+    audio = np.asarray(sample.audio[:round(frames * SAMPLE_RATE / sample.fps)])
+    return record_motion_check(path, audio, sample.subject, sample.repr.slice_time(0, frames), steps=steps,
+                               seeds=seeds)

@@ -41,3 +41,15 @@ def test_weights_as_lively_as_their_clip_or_without_a_check_give_no_warning(tmp_
     blinkless = MotionCheck(MotionFigures(0, 6, 5, 9, 5), lively.clip)
     assert blinkless.flat() == ["blinks 0/min (clip 24)"]
     assert MotionCheck.from_metadata({"motion_check": "not json"}) is None
+
+
+def test_moda_train_cli_records_the_check(sample_dir, tmp_path, capsys):
+    from moda_core.cli import main
+
+    assert main(["train", "moda", str(sample_dir), "--out", str(tmp_path), "--preset", "tiny", "--steps", "2",
+                 "--window", "30", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "moda train moda: motion on the clip's audio:" in out
+    check = MotionCheck.from_metadata(read_metadata(tmp_path / "moda.safetensors"))
+    assert check is not None and check.steps in (1, 2) and check.clip.yaw_range > 1.0     # steps of the best weights
+    assert ("moda: warning:" in err) == bool(check.flat())

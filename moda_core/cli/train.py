@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,8 +136,26 @@ def _run_moda(args) -> int:
     config = MODATrainConfig(window=args.window, hop=args.hop, fps=args.fps, val_fraction=args.val_fraction,
                              loss=args.loss, kl_weight=args.kl_weight, lr=args.lr,
                              train_feature_encoder=args.train_feature_encoder)
-    return _report("moda", train_moda(args.samples, args.out, model_config=_model_config(args, "moda"),
-                                      config=config, loop=_loop(args, "moda"), init=args.init))
+    result = train_moda(args.samples, args.out, model_config=_model_config(args, "moda"), config=config,
+                        loop=_loop(args, "moda"), init=args.init)
+    _report("moda", result)
+    if int(os.environ.get("RANK", "0")) == 0 and "moda" in result.weights:
+        _motion_check(result.weights["moda"], args.samples[0], args.fps,
+                      result.step if result.best_step is None else result.best_step)
+    return 0
+
+
+def _motion_check(path, sample_dir, fps: float, steps: int) -> None:
+    """Blinks, head motion and seed diversity of the trained MODA on the first sample's first 20 s, stored in
+    the weight file (``moda animate`` and the loader node warn about flat motion)."""
+    from moda_core.motion_check import motion_warning, record_sample_check
+    from moda_core.train.datasets import load_sample
+
+    check = record_sample_check(path, load_sample(sample_dir, fps=fps), steps=steps)
+    print(f"moda train moda: {check.summary()}")
+    warning = motion_warning(path)
+    if warning:
+        print(f"moda: warning: {warning}", file=sys.stderr)
 
 
 def _run_faco(args) -> int:

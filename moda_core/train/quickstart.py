@@ -97,11 +97,11 @@ def _summary(kind: str, result: TrainResult) -> str:
 def _check_moda_motion(path: Path, sample, steps: int, log: Callable[[str], None]) -> None:
     """Blinks, head motion and seed diversity of the trained MODA on the clip's audio, stored in its file and
     said here (and again wherever the weights are loaded) when flatter than the clip."""
-    from moda_core.motion_check import motion_warning, record_motion_check
+    from moda_core.motion_check import motion_warning, record_sample_check
 
     if not path.is_file():
         return
-    check = record_motion_check(path, sample.audio, sample.subject, sample.repr, steps=steps)
+    check = record_sample_check(path, sample, steps=steps)
     log(f"moda: {check.summary()}")
     warning = motion_warning(path)
     if warning:
