@@ -310,6 +310,24 @@ print("done")
                              b"E0000 00:00:1796306445.6   12770 graph.cc:9] a real error\nrender: 60%")
 
 
+
+@pytest.mark.skipif(sys.platform == "win32", reason="abort() and libc write are POSIX here")
+def test_native_fatal_error_before_abort_and_big_writes_under_the_gil_reach_the_terminal():
+    # a thread reader lost the F line (the process died first) and deadlocked on > 64 KiB written with the GIL held
+    code = r"""
+import ctypes, os, sys
+from moda_core.cli.native_logs import filtered_native_stderr
+with filtered_native_stderr():
+    data = b"E0000 big error\n" * 8000
+    ctypes.PyDLL(None).write(2, data, len(data))                 # PyDLL keeps the GIL during the call
+    os.write(2, b"F0000 00:00:1.0   12 graph.cc:9] Check failed: fatal\n")
+    os.abort()
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.count(b"E0000 big error\n") == 8000
+    assert result.stderr.endswith(b"F0000 00:00:1.0   12 graph.cc:9] Check failed: fatal\n")
+
 def test_prepare_photo_stderr_has_no_mediapipe_lines(tmp_path, data_dir):
     result = _run_cli(["prepare", "photo", str(data_dir / "portraits" / "obama.jpg"), "--models",
                        str(data_dir / "models"), "--out", str(tmp_path / "s.safetensors")])

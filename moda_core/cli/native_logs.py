@@ -4,15 +4,18 @@ MediaPipe (absl logging) and TFLite write lines such as ``W0000 00:00:... face_l
 ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to file descriptor 2; no environment
 variable turns them off in current MediaPipe. :func:`filtered_native_stderr` routes descriptor 2 through a
 pipe whose reader drops exactly those lines and forwards everything else (Python messages, tqdm bars, native
-errors) unchanged.
+errors) unchanged. The reader is a small child process (standard library only), not a thread: a native fatal
+error (``F...] Check failed``) followed by ``abort()`` still reaches the terminal, and native code writing a lot
+while holding the GIL cannot block on a full pipe waiting for a Python thread.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import signal
+import subprocess
 import sys
-import threading
 
 # absl/glog info (I) and warning (W) lines and TFLite's INFO lines; errors (E) and fatal (F) lines pass
 NATIVE_NOISE = re.compile(rb"(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |WARNING: Logging before InitGoogle\(\)"
@@ -41,13 +44,16 @@ def _without_noise(piece: bytes) -> bytes:
     return piece if found is None else piece[:found.start()]
 
 
-def _forward(read_fd: int, out_fd: int) -> None:
+def _filter_process_main() -> None:
+    """The reader process: standard input (the pipe) -> filtered -> standard output (the real stderr) until every
+    writer has closed the pipe. Ctrl-C and SIGTERM reach the whole process group: the reader ignores them and
+    ends with the pipe, so nothing written before the command stopped is lost."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        _copy_filtered(read_fd, out_fd)
+        _copy_filtered(0, 1)
     except OSError:                                    # the terminal went away: nothing left to show
         pass
-    finally:
-        os.close(read_fd)
 
 
 def _copy_filtered(read_fd: int, out_fd: int) -> None:
@@ -66,25 +72,31 @@ def _copy_filtered(read_fd: int, out_fd: int) -> None:
 
 @contextlib.contextmanager
 def filtered_native_stderr():
-    """Within the block, descriptor 2 passes through the filter; restored (and drained) afterwards.
+    """Within the block, descriptor 2 passes through the filter; restored afterwards (the reader process drains
+    what is left and ends once every writer, worker processes included, has closed the pipe).
 
     ``sys.stderr`` keeps writing to the terminal itself (so tqdm still sees a TTY and Python's messages are not
     delayed); only what native code writes to descriptor 2 goes through the filter.
     """
     python_stderr = sys.stderr
-    try:
-        python_stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):     # no real stderr (e.g. embedded): nothing to filter
+    saved = _dup_stderr(python_stderr)
+    if saved is None:                                  # no real stderr (e.g. embedded): nothing to filter
         yield
         return
+    read_fd, write_fd = os.pipe()
+    try:
+        reader = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=read_fd,
+                                  stdout=saved, stderr=subprocess.DEVNULL, close_fds=True)
+    except (OSError, ValueError):                      # no interpreter to start: leave stderr as it is
+        for fd in (read_fd, write_fd, saved):
+            os.close(fd)
+        yield
+        return
+    os.close(read_fd)
     direct = open(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None) or "utf-8",
                   errors="backslashreplace")
-    read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 2)
     os.close(write_fd)
-    reader = threading.Thread(target=_forward, args=(read_fd, saved), name="moda-stderr-filter", daemon=True)
-    reader.start()
     sys.stderr = direct
     try:
         yield
@@ -92,6 +104,20 @@ def filtered_native_stderr():
         sys.stderr = python_stderr
         direct.close()
         os.dup2(saved, 2)                              # closes the last write end we hold: the reader sees EOF
-        reader.join(timeout=2.0)                       # (worker processes may still hold one: do not wait long)
-        if not reader.is_alive():
-            os.close(saved)
+        os.close(saved)
+        try:
+            reader.wait(timeout=2.0)                   # (worker processes may still hold one: do not wait long)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _dup_stderr(python_stderr) -> int | None:
+    try:
+        python_stderr.flush()
+        return os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+if __name__ == "__main__":
+    _filter_process_main()
