@@ -63,6 +63,10 @@ class StageSaver:
 
     def __init__(self, condition_dir: str | os.PathLike | None = None, frames_dir: str | os.PathLike | None = None,
                  quantize: Quantize = "round"):
+        if condition_dir is not None and frames_dir is not None and \
+                Path(condition_dir).resolve() == Path(frames_dir).resolve():
+            raise ValueError(f"condition images and frames would overwrite each other in {frames_dir} (both are "
+                             "000000.png, ...); give two folders")
         self.conditions = PngSequence(condition_dir) if condition_dir is not None else None
         self.frames = PngSequence(frames_dir, quantize) if frames_dir is not None else None
 

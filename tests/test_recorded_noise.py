@@ -182,3 +182,18 @@ def test_cli_noise_and_saved_stages(models, subject, speech, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "short.safetensors" in err and "[5] frames" in err
     assert not (tmp_path / "b.mp4").exists() and not list((tmp_path / "b_frames").iterdir())
+
+
+def test_condition_and_frames_in_one_folder_is_refused(tmp_path, capsys):
+    from moda_core.cli import main
+    from moda_core.frame_files import StageSaver
+
+    with pytest.raises(ValueError, match="would overwrite each other"):
+        StageSaver(tmp_path / "stages", tmp_path / "stages" / ".." / "stages")
+    for name in ("subject.safetensors", "speech.wav"):
+        (tmp_path / name).write_bytes(b"not read: the arguments are checked first")
+    code = main(["animate", "--subject", str(tmp_path / "subject.safetensors"), "--audio", str(tmp_path / "speech.wav"),
+                 "--out", str(tmp_path / "a.mp4"), "--save-condition", str(tmp_path / "stages"),
+                 "--save-frames", str(tmp_path / "stages")])
+    assert code == 2 and "--save-condition and --save-frames both name" in capsys.readouterr().err
+    assert not (tmp_path / "stages").exists() and not (tmp_path / "a.mp4").exists()

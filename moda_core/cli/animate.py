@@ -182,6 +182,10 @@ def check_render_args(args) -> None:
         raise ArgumentError(f"--batch-size must be >= 1, got {args.batch_size}")
     if getattr(args, "face_index", None) is not None and args.image is None:
         raise ArgumentError("--face-index picks a face in --image; a --subject already holds one face")
+    if args.save_condition is not None and args.save_frames is not None and \
+            args.save_condition.resolve() == args.save_frames.resolve():
+        raise ArgumentError(f"--save-condition and --save-frames both name {args.save_frames}; each writes "
+                            "000000.png, 000001.png, ...: give two folders")
     check_device(args.device)
     check_output_folder(args.out.parent, "--out")
     check_output_folder(save_repr and save_repr.parent, "--save-repr")
