@@ -8,12 +8,18 @@ The names below load on first use, so ``import moda_core.cli`` (argument checks)
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                                  # what type checkers and IDEs see; at run time: __getattr__
+    from moda_core.repr import ReprError, TalkingRepr
+    from moda_core.subject import Subject, SubjectError
 
 __version__ = "0.1.0"
 __all__ = ["TalkingRepr", "ReprError", "Subject", "SubjectError", "__version__"]
 
 _LAZY = {"TalkingRepr": "moda_core.repr", "ReprError": "moda_core.repr",
          "Subject": "moda_core.subject", "SubjectError": "moda_core.subject"}
+_EAGER_BEFORE = ("repr", "subject")                # submodules ``import moda_core`` used to load: still reachable
 
 
 def __getattr__(name: str):
@@ -21,6 +27,8 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _EAGER_BEFORE:
+        return importlib.import_module(f"moda_core.{name}")
     raise AttributeError(f"module 'moda_core' has no attribute {name!r}")
 
 

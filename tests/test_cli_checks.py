@@ -85,6 +85,29 @@ def test_argument_errors_come_before_heavy_imports(argv, message, tmp_path, data
     assert not (tmp_path / "new").exists()
 
 
+
+def test_package_names_load_lazily_but_work_as_before():
+    code = r"""
+import pickle, sys
+import moda_core
+assert "torch" not in sys.modules
+assert {"Subject", "TalkingRepr"} <= set(dir(moda_core))
+assert moda_core.subject.Subject.__name__ == "Subject"    # the submodule, reachable as when it loaded eagerly
+from moda_core import *
+assert Subject is moda_core.subject.Subject and ReprError is moda_core.repr.ReprError
+error = pickle.loads(pickle.dumps(SubjectError("bad subject")))
+assert type(error) is SubjectError and str(error) == "bad subject"
+try:
+    moda_core.no_such_name
+except AttributeError as err:
+    assert "no_such_name" in str(err)
+else:
+    raise AssertionError("no AttributeError")
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout == "ok\n", result.stderr
+
 def test_error_text_drops_errno_prefixes():
     assert error_text(PermissionError(errno.EACCES, "Permission denied", "/x/y.mp4")) == "Permission denied: /x/y.mp4"
     assert error_text(ValueError("plain")) == "plain"
