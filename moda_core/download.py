@@ -190,7 +190,9 @@ def leaves_folder(name: str) -> bool:
 
 def _check_name(name: str) -> str:
     clean = name.strip().replace("\\", "/")
-    if not clean or leaves_folder(clean):
+    if not clean:
+        raise DownloadError("an empty file name; name each file by its path inside the repo", "filenames")
+    if leaves_folder(clean):
         raise DownloadError(f"{name!r} leaves the target folder; use the file's path inside the repo", "filenames")
     return clean
 

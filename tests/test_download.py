@@ -409,12 +409,18 @@ def test_hub_missing_entry_names_the_file(tmp_path, hub):
     (("hf", "", ["a.safetensors"], "main"), ["repo_id"]),
     (("hf", "owner/repo", [], ""), ["filenames", "revision"]),
     (("hf", "owner/repo", ["../x.safetensors"], "main"), ["filenames"]),
+    (("hf", "owner/repo", ["a.safetensors", " "], "main"), ["filenames"]),
     (("authors", "", [], ""), []),
     (("authors", "", ["nothing.pkl"], "main"), ["filenames"]),
     (("gdrive", "", [], "main"), ["source"]),
 ])
 def test_request_checks_name_each_input(request_, problems):
     assert [name for name, _ in dl.check_request(*request_)] == problems
+
+
+def test_empty_file_name_is_not_said_to_leave_the_folder():
+    assert dl.check_request("hf", "owner/repo", [" "], "main") == [
+        ("filenames", "an empty file name; name each file by its path inside the repo")]
 
 
 # ---------------------------------------------------------------- CLI
