@@ -545,7 +545,7 @@ class MODAAddBlinks(io.ComfyNode):
                                            tooltip="Target blink rate in blinks per minute (existing blinks "
                                                    "included)."),
                             io.Int.Input("seed", default=0, min=0, max=2**31 - 1, step=1,
-                                         control_after_generate=True,
+                                         control_after_generate=False,    # an edit stays put between runs
                                          tooltip="Seed for the blink times (the same seed gives the same blinks)."),
                             _depth_input(), subject_input()])
 

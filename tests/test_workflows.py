@@ -545,8 +545,8 @@ def test_frontend_adds_control_widget_after_seed_inputs(specs):
     off = NodeSpec.from_object_info("X", {"input": {"required": {"seed": ["INT", {"control_after_generate": False}]}},
                                           "output": []})
     assert off.frontend_widgets() == ["seed"]
-    assert specs["MODA_AddBlinks"].frontend_widgets() == ["per_minute", "seed", "seed:control_after_generate",
-                                                          "depth"]
+    assert specs["MODA_AddBlinks"].frontend_widgets() == ["per_minute", "seed", "depth"], "edits stay put"
+    assert specs["MODA_AudioToMotion"].frontend_widgets()[:2] == ["seed", "seed:control_after_generate"]
     assert specs["LoadAudio"].frontend_widgets() == ["audio", "frontend extra 0", "frontend extra 1"]
 
 
