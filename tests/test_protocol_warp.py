@@ -22,7 +22,8 @@ def test_protocol_warp_on_a_short_clip(data_dir, tmp_path, capsys):
     assert rows["PSNR"]["value"] > 20 and 0.6 < rows["SSIM"]["value"] < 1
     assert 0.3 < rows["sharpness ratio"]["value"] < 1.5 and rows["landmark follow"]["value"] < 4
     assert rows["landmark follow"]["details"]["frames"] == 7          # 36 frames at 30 fps, the last 20 %
-    assert (tmp_path / "run" / "protocol-warp.mp4").is_file() and (tmp_path / "run" / "sample" / "sample.json").is_file()
+    run = tmp_path / "run"
+    assert (run / "protocol-warp.mp4").is_file() and (run / "sample" / "sample.json").is_file()
     assert "reference = frame" in out
 
 

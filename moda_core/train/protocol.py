@@ -126,8 +126,9 @@ def frame_subject(sample, index: int):
 
 def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str | Path | None = None,
                       size: int = 512, fps: float = 30.0, max_seconds: float | None = None, batch_size: int = 8,
-                      syncnet_weights: str | Path | None = None, progress: Callable[[str, int, int], None] | None = None,
-                      keep_frames: bool = False, log: Callable[[str], None] = print) -> ProtocolResult:
+                      syncnet_weights: str | Path | None = None,
+                      progress: Callable[[str, int, int], None] | None = None, keep_frames: bool = False,
+                      log: Callable[[str], None] = print) -> ProtocolResult:
     """Score the warp renderer on ``video`` (module docstring): prepare it into ``out_dir/sample`` (reused when
     there), render its last 20 % from the ground-truth R at ``size`` px, write ``out_dir/protocol-warp.mp4`` and
     return the report. ``max_seconds`` prepares only the start of the clip (quick checks). ``keep_frames`` adds
@@ -184,8 +185,9 @@ def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str
     report = MetricsReport(row for row in full if row.name in kept)
     floor = landmark_follow(real, face, models_dir, fps=sample.fps)
     log(f"protocol (warp renderer): reference = frame {reference_index} (the most neutral of the first "
-        f"{1 - HELD_OUT_FRACTION:.0%} of the frames), {count} held-out frames from frame {start} rendered at {size} px from the "
-        f"tracked R; landmark follow of the real frames (MediaPipe's floor): {floor.value:.2f} px; video {path}")
+        f"{1 - HELD_OUT_FRACTION:.0%} of the frames), {count} held-out frames from frame {start} rendered at {size} "
+        f"px from the tracked R; landmark follow of the real frames (MediaPipe's floor): {floor.value:.2f} px; "
+        f"video {path}")
     details = dict(reference_frame=reference_index, start=start, real_frames_follow=floor.value)
     if keep_frames:
         details.update(generated_frames=generated, real_frames=real, target_points=face)
