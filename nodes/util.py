@@ -126,7 +126,10 @@ class LoadedNet:
     def active(self) -> Iterator[torch.nn.Module]:
         """The module on the compute device (loaded by ComfyUI's model management, which may keep it there for
         the next run), under autocast when its weights are half precision."""
-        comfy.model_management.load_models_gpu([self.patcher])
+        # full load: these plain modules cannot run partly offloaded (ComfyUI's low-VRAM casting needs comfy.ops)
+        comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+        if any(not _same_device(p.device, self.device) for p in self.module.parameters()):
+            self.module.to(self.device)        # --novram loads nothing itself; the net still has to run there
         autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
                     else contextlib.nullcontext())
         with autocast:
@@ -134,6 +137,11 @@ class LoadedNet:
 
 
 _CACHE: dict[tuple, LoadedNet] = {}
+
+
+def _same_device(actual: torch.device, wanted: torch.device) -> bool:
+    """``cuda:0`` is ``cuda`` (index unset: the current device)."""
+    return actual.type == wanted.type and (wanted.index is None or actual.index == wanted.index)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

@@ -138,8 +138,9 @@ def test_loaded_net_is_loaded_by_comfyui_model_management(moda_pack, comfy_doubl
     net = util.LoadedNet(module, "x", "/x", torch.device("xpu"), torch.device("cpu"), torch.float32)
     assert net.patcher.model is module and net.patcher.load_device == torch.device("xpu")
     with net.active() as active:
-        assert active is module and moves == [torch.device("xpu")] and mm.current_loaded_models == [net.patcher]
-    assert moves == [torch.device("xpu")], "stays loaded until ComfyUI needs the memory"
+        assert active is module and set(moves) == {torch.device("xpu")} and mm.current_loaded_models == [net.patcher]
+        loaded = list(moves)
+    assert moves == loaded, "stays loaded until ComfyUI needs the memory"
     on_cpu = util.LoadedNet(torch.nn.Linear(2, 2), "x", "/x", torch.device("cpu"), torch.device("cpu"),
                             torch.bfloat16)
     with on_cpu.active():
@@ -147,6 +148,20 @@ def test_loaded_net_is_loaded_by_comfyui_model_management(moda_pack, comfy_doubl
     assert not torch.is_autocast_enabled("cpu")
     mm.unload_all_models()
     assert moves[-1] == torch.device("cpu") and mm.current_loaded_models == []
+
+
+def test_loaded_net_runs_fully_on_the_compute_device(moda_pack, comfy_doubles, monkeypatch):
+    """Asked for a full load (plain modules cannot run partly offloaded); where ComfyUI leaves the weights where
+    they are (--novram), the net is still moved to the compute device."""
+    util, calls = util_module(moda_pack), []
+    monkeypatch.setattr(comfy_doubles.model_management, "load_models_gpu",
+                        lambda models, **kwargs: calls.append((models, kwargs)))
+    net = util.LoadedNet(torch.nn.Linear(2, 2), "x", "/x", torch.device("meta"), torch.device("cpu"), torch.float32)
+    with net.active() as active:
+        assert calls == [([net.patcher], {"force_full_load": True})]
+        assert active.weight.device.type == "meta"
+    assert util._same_device(torch.device("cuda", 0), torch.device("cuda"))
+    assert not util._same_device(torch.device("cuda", 1), torch.device("cuda", 0))
 
 
 def test_unload_models_releases_the_pack_cache(moda_nodes, moda_dir, moda_pack, comfy_doubles, monkeypatch):
