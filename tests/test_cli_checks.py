@@ -414,6 +414,8 @@ def test_budget_estimate_says_what_fits_and_suggests_a_smaller_network():
     assert "about 8 more steps" in few and "try" not in few            # a steps budget the user chose: no advice
     days = budget_estimate("moda", 5.0, 100, 2, 1.0, LoopConfig(max_epochs=200, slow_hint="smaller"))
     assert "about 19998 more steps (200 epochs of 100 steps) in about 27.8 h. smaller" in days
+    instant = budget_estimate("faco", 0.0, 100, 2, 1.0, paper_cpu)       # a step under the clock's resolution
+    assert "about 9998 more steps (100 epochs of 100 steps)" in instant
 
 
 def test_train_hint_names_the_preset_that_fits():

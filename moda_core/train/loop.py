@@ -272,6 +272,7 @@ def budget_estimate(name: str, step_seconds: float, steps_per_epoch: int, step: 
     """The line printed after a run's second step (the first one warms up): steps the run will still do at the
     measured speed under its budgets, their epochs and time (``step``: steps done, ``elapsed``: seconds of this
     run); ``config.slow_hint`` when the time budget ends it before one epoch or it would take over a day."""
+    step_seconds = max(step_seconds, 1e-6)        # a coarse clock (Windows: ~16 ms) can measure a fast step as 0
     remaining = []
     if config.max_steps is not None:
         remaining.append(config.max_steps - step)
@@ -409,11 +410,11 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
             for index, batch in enumerate(loader):
                 if index < counters.epoch_step:                # resumed mid-epoch: skip what was done
                     continue
-                step_started = time.monotonic()
+                step_started = time.perf_counter()
                 losses = task.train_step(task.batch_to_device(batch))
                 run_steps += 1
                 if rank == 0 and run_steps == 2:               # say what the budget allows at this speed
-                    bar.write(budget_estimate(task.name, time.monotonic() - step_started, len(loader),
+                    bar.write(budget_estimate(task.name, time.perf_counter() - step_started, len(loader),
                                               counters.step + 1, time.monotonic() - started, config), file=sys.stderr)
                 counters.step += 1
                 counters.epoch_step = index + 1
