@@ -85,7 +85,6 @@ def test_argument_errors_come_before_heavy_imports(argv, message, tmp_path, data
     assert not (tmp_path / "new").exists()
 
 
-
 def test_package_names_load_lazily_but_work_as_before():
     code = r"""
 import pickle, sys
@@ -331,7 +330,6 @@ print("done")
     assert result.stdout == b"done\n", result.stderr
     assert result.stderr == (b"moda: warning: 2 faces found\n\rrender:  50%|#####     | 5/10"
                              b"E0000 00:00:1796306445.6   12770 graph.cc:9] a real error\nrender: 60%")
-
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="abort() and libc write are POSIX here")
