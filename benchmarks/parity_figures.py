@@ -31,7 +31,8 @@ from moda_core.projection import project_repr
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import smooth_motion
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# the shared reference data, as the tests find it (tests/conftest.py): $MODA_SHARED_DIR or ../shared
+SHARED = Path(os.environ.get("MODA_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared").resolve()
 TAILS = {"mouth": "lip", "eyes": "eye", "head_pose": "head", "torso": "torso"}
 
 
@@ -74,7 +75,13 @@ def main() -> None:
                            face=face, fps=fps, is_offset=True)
 
     rows: list[tuple[str, str, str]] = []
-    wave, _ = load_audio(SHARED.parent / meta["audio_file"])
+    recorded = Path(meta["audio_file"])
+    audio = next((c for c in (SHARED.parent / recorded, SHARED / "data" / "audio" / recorded.name) if c.is_file()),
+                 None)
+    if audio is None:
+        sys.exit(f"audio {recorded} of {path.name} not found under {SHARED.parent} or {SHARED / 'data' / 'audio'} "
+                 "(set MODA_SHARED_DIR)")
+    wave, _ = load_audio(audio)
     rows.append(("audio (load)", f"{_diff(torch.from_numpy(wave), g['audio.waveform']):.2g}", ""))
     normalised = g["audio.input_values"]
     rows.append(("normalisation", f"{_diff(normalise_waveform(g['audio.waveform'])[None], normalised):.2g}",
