@@ -107,6 +107,7 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout == "ok\n", result.stderr
 
+
 def test_error_text_drops_errno_prefixes():
     assert error_text(PermissionError(errno.EACCES, "Permission denied", "/x/y.mp4")) == "Permission denied: /x/y.mp4"
     assert error_text(ValueError("plain")) == "plain"
