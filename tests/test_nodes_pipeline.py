@@ -371,7 +371,7 @@ def test_photo_to_video_workflow_runs(moda_nodes, moda_dir, data_dir):
     results = _execute(prompt, moda_nodes, _core_stand_ins(data_dir, seconds=0.5, frames=0))
     (video,) = _saved_videos(prompt, results)
     with Image.open(REPO_ROOT / "samples" / "portrait.jpg") as photo:
-        assert video["images"].shape == (14, photo.height, photo.width, 3)
+        assert video["images"].shape == (15, photo.height, photo.width, 3), "0.5 s at 30 fps: exactly 15 frames"
     assert video["fps"] == 30.0 and video["audio"]["sample_rate"] == 16000
 
 
