@@ -79,13 +79,14 @@ def filtered_native_stderr():
     delayed); only what native code writes to descriptor 2 goes through the filter.
     """
     python_stderr = sys.stderr
-    saved = _dup_stderr(python_stderr)
-    if saved is None:                                  # no real stderr (e.g. embedded): nothing to filter
+    script = os.path.abspath(__file__)
+    saved = _dup_stderr(python_stderr) if sys.executable and os.path.isfile(script) else None
+    if saved is None:                                  # no real stderr (e.g. embedded) or no script to run
         yield
         return
     read_fd, write_fd = os.pipe()
     try:
-        reader = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__)], stdin=read_fd,
+        reader = subprocess.Popen([sys.executable, "-I", "-S", script], stdin=read_fd,
                                   stdout=saved, stderr=subprocess.DEVNULL, close_fds=True)
     except (OSError, ValueError):                      # no interpreter to start: leave stderr as it is
         for fd in (read_fd, write_fd, saved):
