@@ -20,6 +20,7 @@ def test_protocol_reports_every_metric(data_dir, tmp_path, capsys):
     for name in ("LMD", "LMD-v", "PSNR", "SSIM", "TCM"):
         assert not rows[name]["skipped"], rows[name]
     assert rows["LMD"]["value"] > 0 and 0 < rows["SSIM"]["value"] < 1
+    assert rows["sharpness ratio"]["value"] > 0 and "landmark follow" in rows       # the renderer's face region
     assert (tmp_path / "run" / "protocol-held-out.mp4").is_file()
     assert rows["Sync"]["value"] is not None or rows["Sync"]["skipped"].startswith("error: SyncNet: no face"), rows
 
