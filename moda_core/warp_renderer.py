@@ -233,6 +233,7 @@ class WarpRenderer:
         flip = signed_areas(layout, triangles) < 0
         triangles[flip] = triangles[flip][:, [0, 2, 1]]
         self.triangles = triangles
+        self._source_corners = self.source[triangles]                          # [F, 3, 2]
         area = signed_areas(self.source, triangles)
         self.source_area = np.abs(area)
 
@@ -421,22 +422,31 @@ class WarpRenderer:
         return out
 
     # ------------------------------------------------------------ rendering
-    def _inverse_map(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Full-size ``map_x, map_y`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``.
+    def _inverse_map(self, points: np.ndarray) -> tuple[np.ndarray, None]:
+        """``cv2.remap``'s ``map1, map2`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``: one
+        float32 ``[size, size, 2]`` map of source ``x, y`` and ``None``.
 
         The target triangles are rasterised on a coarse grid (vectorised: every grid centre in a triangle's
-        bounding box is tested with barycentric coordinates, which also give its source position); the
-        displacement is upsampled (it is continuous) and added to the full-size pixel grid."""
+        bounding box is tested with barycentric coordinates; each triangle's affine map gives its source
+        position); the displacement is upsampled (it is continuous) and added to the full-size pixel grid."""
         g = min(self.config.map_size, self.size)
         ratio = g / self.size
         low = (points[self.triangles] + 0.5) * ratio - 0.5                 # [F, 3, 2] in grid coordinates
-        corners = np.concatenate([low, np.ones((len(low), 3, 1))], -1)     # rows [x, y, 1]
-        det = np.linalg.det(corners)
-        ok = np.abs(det) > 1e-9
-        faces = np.flatnonzero(ok)
-        inverse = np.linalg.inv(corners[ok])                              # [x y 1] @ inverse = barycentrics
-        lo = np.clip(np.ceil(low[ok].min(1)), 0, g - 1).astype(np.int64)
-        hi = np.clip(np.floor(low[ok].max(1)), 0, g - 1).astype(np.int64)
+        x, y = low[..., 0], low[..., 1]
+        xa, xb = x[:, [1, 2, 0]], x[:, [2, 0, 1]]                          # the other two corners of each corner
+        ya, yb = y[:, [1, 2, 0]], y[:, [2, 0, 1]]
+        det = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+        faces = np.flatnonzero(np.abs(det) > 1e-9)
+        # closed-form inverse of the rows [x, y, 1]: [x y 1] @ inverse = barycentrics
+        inverse = np.stack([ya - yb, xb - xa, xa * yb - xb * ya], 1)[faces] / det[faces, None, None]
+        # displacement (source - target, full-size px) as an affine map of the grid position: [x y 1] @ affine
+        affine = inverse @ self._source_corners[faces]                     # [F, 3, 2]
+        affine[:, 0, 0] -= 1.0 / ratio
+        affine[:, 1, 1] -= 1.0 / ratio
+        affine[:, 2] -= 0.5 / ratio - 0.5
+        low = low[faces]
+        lo = np.clip(np.ceil(low.min(1)), 0, g - 1).astype(np.int64)
+        hi = np.clip(np.floor(low.max(1)), 0, g - 1).astype(np.int64)
         width, height = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
         counts = np.where((width > 0) & (height > 0), width * height, 0)
         hole = self.hole[faces]
@@ -444,36 +454,36 @@ class WarpRenderer:
         # large triangles (background, hair): cv2 fills their ids, holes first so skin wins
         large = counts > 48
         ids = np.full((g, g), -1, np.int32)
-        fixed = np.round(low[faces] * 16).astype(np.int32)
+        fixed = np.round(low * 16).astype(np.int32)
         for f in np.concatenate([np.flatnonzero(large & hole), np.flatnonzero(large & ~hole)]).tolist():
             cv2.fillConvexPoly(ids, fixed[f], f, lineType=cv2.LINE_8, shift=4)
         py, px = np.nonzero(ids >= 0)
-        self._write(disp, ids[py, px], px, py, inverse, faces, ratio)
+        self._write(disp, ids[py, px], px, py, affine)
         # small triangles (the face): every grid centre in the bounding box, tested with barycentrics
         small = np.where(large, 0, counts)
         owner = np.repeat(np.arange(len(faces)), small)
-        k = np.arange(small.sum()) - np.repeat(np.cumsum(small) - small, small)
-        px = lo[owner, 0] + k % width[owner]
-        py = lo[owner, 1] + k // width[owner]
-        over_skin = (ids[py, px] >= 0) & ~hole[np.maximum(ids[py, px], 0)]
-        for keep in (hole[owner] & ~over_skin, ~hole[owner]):
-            self._write(disp, owner[keep], px[keep], py[keep], inverse, faces, ratio, test=True)
+        k = np.arange(len(owner)) - np.repeat(np.cumsum(small) - small, small)
+        w = width[owner]
+        px = lo[owner, 0] + k % w
+        py = lo[owner, 1] + k // w
+        c = inverse[owner]
+        inside = ((px[:, None] * c[:, 0] + py[:, None] * c[:, 1] + c[:, 2]) >= -1e-7).all(1)
+        owner, px, py = owner[inside], px[inside], py[inside]
+        below = ids[py, px]
+        over_skin = (below >= 0) & ~hole[np.maximum(below, 0)]
+        is_hole = hole[owner]
+        keep = np.concatenate([np.flatnonzero(is_hole & ~over_skin), np.flatnonzero(~is_hole)])   # skin last
+        self._write(disp, owner[keep], px[keep], py[keep], affine)
         if g != self.size:
             disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-        maps = self._grid + disp
-        return maps[..., 0], maps[..., 1]
+        disp += self._grid
+        return disp, None
 
-    def _write(self, disp: np.ndarray, owner: np.ndarray, px: np.ndarray, py: np.ndarray, inverse: np.ndarray,
-               faces: np.ndarray, ratio: float, test: bool = False) -> None:
-        """Displacement (source - target) at grid centres ``(px, py)`` of triangles ``owner`` (indices into
-        ``faces``); with ``test`` only where the centre lies inside the triangle."""
-        bary = px[:, None] * inverse[owner, 0] + py[:, None] * inverse[owner, 1] + inverse[owner, 2]
-        if test:
-            inside = (bary >= -1e-7).all(1)
-            owner, px, py, bary = owner[inside], px[inside], py[inside], bary[inside]
-        source = np.einsum("kc,kcd->kd", bary, self.source[self.triangles[faces[owner]]])
-        disp[py, px, 0] = source[:, 0] - ((px + 0.5) / ratio - 0.5)
-        disp[py, px, 1] = source[:, 1] - ((py + 0.5) / ratio - 0.5)
+    @staticmethod
+    def _write(disp: np.ndarray, owner: np.ndarray, px: np.ndarray, py: np.ndarray, affine: np.ndarray) -> None:
+        """Displacement at grid centres ``(px, py)`` from the affine maps of triangles ``owner``."""
+        a = affine[owner]
+        disp[py, px] = px[:, None] * a[:, 0] + py[:, None] * a[:, 1] + a[:, 2]
 
     def render_points(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> np.ndarray:
         """face_xy ``[B, 478, 2]``, torso_xy ``[B, 18, 2]`` float image-space px of the 512-px crop (what
@@ -486,8 +496,8 @@ class WarpRenderer:
         eye_open = {side: self._eye_opening(face, side) for side in EYES}
         frames = np.empty((face.shape[0], self.size, self.size, 3), np.float32)
         for b in range(face.shape[0]):
-            map_x, map_y = self._inverse_map(points[b])
-            frame = cv2.remap(self.reference, map_x, map_y, dst=frames[b], interpolation=cv2.INTER_CUBIC,
+            map1, map2 = self._inverse_map(points[b])
+            frame = cv2.remap(self.reference, map1, map2, dst=frames[b], interpolation=cv2.INTER_CUBIC,
                               borderMode=cv2.BORDER_REPLICATE)
             np.clip(frame, 0.0, 1.0, out=frame)                          # bicubic overshoots a little
             self._paint_mouth(frame, face[b], float(mouth_open[b]))
