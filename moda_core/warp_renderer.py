@@ -247,7 +247,8 @@ class WarpRenderer:
         # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
         self.checked = ~self.hole & (area > 0.5 * self.scale ** 2)
         self._checked_ids = np.flatnonzero(self.checked)
-        self._checked_corners = triangles[self.checked]
+        corners = triangles[self.checked]
+        self._checked_coords = [2 * corners[:, k] + d for k in range(3) for d in (0, 1)]   # into flat [x, y] rows
         # draw holes first so real skin wins where they overlap
         order = np.argsort(~self.hole, kind="stable")
         self.draw_order = order
@@ -377,10 +378,10 @@ class WarpRenderer:
 
     def _flipped(self, points: np.ndarray) -> np.ndarray:
         """Mask of checked triangles (not holes or slivers) whose orientation at ``points [N, 2]`` is flipped."""
-        corners = points[self._checked_corners]                            # [F, 3, 2]
-        edges = corners[:, 1:] - corners[:, :1]
+        flat = points.reshape(-1)
+        x0, y0, x1, y1, x2, y2 = (flat.take(index) for index in self._checked_coords)
         mask = np.zeros(len(self.triangles), dtype=bool)
-        mask[self._checked_ids] = edges[:, 0, 0] * edges[:, 1, 1] <= edges[:, 0, 1] * edges[:, 1, 0]
+        mask[self._checked_ids] = (x1 - x0) * (y2 - y0) <= (y1 - y0) * (x2 - x0)
         return mask
 
     def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
