@@ -262,6 +262,12 @@ class WarpRenderer:
                                                            np.concatenate([edges[:, 1], edges[:, 0]]))), shape=(n, n))
         self.adjacency = (adjacency.tocsr() > 0).astype(np.float64)
         self.degree = np.asarray(self.adjacency.sum(1)).reshape(-1, 1)
+        # the same as a padded neighbour table (row n: a pad pointing at an extra, always-zero / False entry)
+        adjacency, count = self.adjacency.tocsr(), np.diff(self.adjacency.indptr)
+        adjacency.sort_indices()
+        self._neighbours = np.full((n, max(int(count.max()), 1)), n, dtype=np.int64)
+        self._neighbours[np.repeat(np.arange(n), count),
+                         np.arange(adjacency.nnz) - np.repeat(adjacency.indptr[:-1], count)] = adjacency.indices
 
         self.mouth_width_src = float(np.linalg.norm(face[MOUTH_CORNERS[0]] - face[MOUTH_CORNERS[1]]))
         self.mouth_open_src = self._mouth_opening(face[None])[0]
@@ -391,21 +397,23 @@ class WarpRenderer:
         in the reference (e.g. a ring point pushed past the fixed border). Only offenders and their rings move."""
         out = target.copy()
         steps = self.config.max_regularise_steps
-        movable = ~self.fixed
+        n, neighbours = len(self.source), self._neighbours
+        movable = np.append(~self.fixed, False)                             # the pad entry never moves
+        motion = np.zeros((n + 1, 2))                                      # the pad's motion stays 0
         for b in range(out.shape[0]):
             points = out[b]
             flipped = self._flipped(points)
             for it in range(self.config.smoothing_steps):
                 if not flipped.any():
                     break
-                offenders = np.zeros(len(points), dtype=bool)
+                offenders = np.zeros(n + 1, dtype=bool)
                 offenders[self.triangles[flipped]] = True
                 for _ in range(it // 10):                                 # stubborn folds: smooth a wider ring
-                    offenders |= (self.adjacency @ offenders.astype(np.float64)) > 0
-                offenders &= movable
-                motion = points - self.source
-                average = (self.adjacency @ motion) / self.degree
-                points[offenders] = self.source[offenders] + 0.5 * (motion[offenders] + average[offenders])
+                    offenders[neighbours[offenders[:n]]] = True
+                ids = np.flatnonzero(offenders & movable)
+                np.subtract(points, self.source, out=motion[:n])
+                average = motion[neighbours[ids]].sum(1) / self.degree[ids]
+                points[ids] = self.source[ids] + 0.5 * (motion[ids] + average)
                 flipped = self._flipped(points)
             for goal in (rigid[b], self.source):
                 step = 0
