@@ -453,6 +453,7 @@ class WarpRenderer:
         affine[:, 0, 0] -= 1.0 / ratio
         affine[:, 1, 1] -= 1.0 / ratio
         affine[:, 2] -= 0.5 / ratio - 0.5
+        affine = affine.reshape(-1, 6).T.astype(np.float32)               # [6, F] rows x0 x1 y0 y1 c0 c1
         low = low[faces]
         lo = np.clip(np.ceil(low.min(1)), 0, g - 1).astype(np.int64)
         hi = np.clip(np.floor(low.max(1)), 0, g - 1).astype(np.int64)
@@ -490,9 +491,10 @@ class WarpRenderer:
 
     @staticmethod
     def _write(disp: np.ndarray, owner: np.ndarray, px: np.ndarray, py: np.ndarray, affine: np.ndarray) -> None:
-        """Displacement at grid centres ``(px, py)`` from the affine maps of triangles ``owner``."""
-        a = affine[owner]
-        disp[py, px] = px[:, None] * a[:, 0] + py[:, None] * a[:, 1] + a[:, 2]
+        """Displacement at grid centres ``(px, py)`` from the affine maps ``[6, F]`` of triangles ``owner``."""
+        x, y = px.astype(np.float32), py.astype(np.float32)
+        for d in range(2):
+            disp[py, px, d] = x * affine[d].take(owner) + y * affine[2 + d].take(owner) + affine[4 + d].take(owner)
 
     def render_points(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> np.ndarray:
         """face_xy ``[B, 478, 2]``, torso_xy ``[B, 18, 2]`` float image-space px of the 512-px crop (what
