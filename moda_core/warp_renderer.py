@@ -248,7 +248,7 @@ class WarpRenderer:
         self.checked = ~self.hole & (area > 0.5 * self.scale ** 2)
         self._checked_ids = np.flatnonzero(self.checked)
         corners = triangles[self.checked]
-        self._checked_coords = [2 * corners[:, k] + d for k in range(3) for d in (0, 1)]   # into flat [x, y] rows
+        self._checked_coords = np.stack([2 * corners[:, k] + d for k in range(3) for d in (0, 1)])  # flat x, y rows
         # draw holes first so real skin wins where they overlap
         order = np.argsort(~self.hole, kind="stable")
         self.draw_order = order
@@ -384,8 +384,7 @@ class WarpRenderer:
 
     def _flipped(self, points: np.ndarray) -> np.ndarray:
         """Mask of checked triangles (not holes or slivers) whose orientation at ``points [N, 2]`` is flipped."""
-        flat = points.reshape(-1)
-        x0, y0, x1, y1, x2, y2 = (flat.take(index) for index in self._checked_coords)
+        x0, y0, x1, y1, x2, y2 = points.reshape(-1).take(self._checked_coords)
         mask = np.zeros(len(self.triangles), dtype=bool)
         mask[self._checked_ids] = (x1 - x0) * (y2 - y0) <= (y1 - y0) * (x2 - x0)
         return mask
