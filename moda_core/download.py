@@ -295,8 +295,7 @@ def _clean_hub_cache(folder: Path) -> None:
     hub = cache / "huggingface"
     if hub.is_dir() and not any(p.is_file() and p.name != ".gitignore" for p in hub.rglob("*")):
         shutil.rmtree(hub, ignore_errors=True)
-    for path in sorted((p for p in cache.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        _remove_empty([path])
+    _remove_empty(sorted((p for p in cache.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True))
     _remove_empty([cache])
 
 
@@ -332,12 +331,12 @@ def _fetch_hub(folder: Path, repo_id: str, files: list[str], revision: str, prog
                 failures.append((name, f"not in {repo_id} at {revision} (see https://huggingface.co/{repo_id}/"
                                        f"tree/{revision})", "filenames"))
         except Exception as err:       # noqa: BLE001 - network and HTTP errors of several client libraries
-            if not _is_network_error(err) and not isinstance(err, (errors.HfHubHTTPError, OSError)):
-                raise
             if _is_network_error(err):
                 stop = (f"the Hugging Face Hub could not be reached ({_reason(err)})", "repo_id")
-            else:
+            elif isinstance(err, (errors.HfHubHTTPError, OSError)):
                 failures.append((name, f"download failed ({_reason(err)}); run again to resume", "repo_id"))
+            else:
+                raise
         else:
             fetched, after = True, path.stat()
             fresh = before is None or (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size)
