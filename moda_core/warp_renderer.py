@@ -235,7 +235,6 @@ class WarpRenderer:
         self.triangles = triangles
         self._source_corners = self.source[triangles]                          # [F, 3, 2]
         area = signed_areas(self.source, triangles)
-        self.source_area = np.abs(area)
 
         mid_ids = range(self.n_face + self.n_torso, self.n_face + self.n_torso + self.n_mid)
         hole_sets = [set(inner_lip_loop().tolist()) | set(mid_ids)]
@@ -249,9 +248,6 @@ class WarpRenderer:
         self._checked_ids = np.flatnonzero(self.checked)
         corners = triangles[self.checked]
         self._checked_coords = np.stack([2 * corners[:, k] + d for k in range(3) for d in (0, 1)])  # flat x, y rows
-        # draw holes first so real skin wins where they overlap
-        order = np.argsort(~self.hole, kind="stable")
-        self.draw_order = order
         self.stable_face = non_semantic_indices()
         n_fixed_start = self.n_face + self.n_torso + self.n_mid + self.n_ring
         self.fixed = np.zeros(len(self.source), dtype=bool)
@@ -269,7 +265,6 @@ class WarpRenderer:
         self._neighbours[np.repeat(np.arange(n), count),
                          np.arange(adjacency.nnz) - np.repeat(adjacency.indptr[:-1], count)] = adjacency.indices
 
-        self.mouth_width_src = float(np.linalg.norm(face[MOUTH_CORNERS[0]] - face[MOUTH_CORNERS[1]]))
         self.mouth_open_src = self._mouth_opening(face[None])[0]
         self.eye_open_src = {side: self._eye_opening(face[None], side)[0] for side in EYES}
 
