@@ -120,11 +120,13 @@ def check_motion(moda: "torch.nn.Module", waveform: np.ndarray, subject: "Subjec
     return MotionCheck(motion_figures(generated, subject), motion_figures(clip, subject, clip=True), steps)
 
 
-def motion_warning(path: str | os.PathLike) -> str | None:
-    """A one-line warning when the MODA weights at ``path`` carry a motion check that found flat motion."""
-    from moda_core.checkpoints import read_metadata
+def motion_warning(path: str | os.PathLike, check: MotionCheck | None = None) -> str | None:
+    """A one-line warning when the MODA weights at ``path`` carry a motion check (``check``: that one, already
+    read or just made) that found flat motion."""
+    if check is None:
+        from moda_core.checkpoints import read_metadata
 
-    check = MotionCheck.from_metadata(read_metadata(path))
+        check = MotionCheck.from_metadata(read_metadata(path))
     if check is None or not check.flat():
         return None
     steps = f" after {check.steps} training steps" if check.steps is not None else ""

@@ -103,7 +103,7 @@ def _check_moda_motion(path: Path, sample, steps: int, log: Callable[[str], None
         return
     check = record_sample_check(path, sample, steps=steps)
     log(f"moda: {check.summary()}")
-    warning = motion_warning(path)
+    warning = motion_warning(path, check)
     if warning:
         print(f"moda: warning: {warning}", file=sys.stderr)      # warnings go to stderr in every command
 
