@@ -197,7 +197,7 @@ def check_render_args(args) -> None:
 def run_animate(args) -> int:
     check_render_args(args)
     from moda_core.pipeline import MODAModels, animate
-    from moda_core.preprocess import load_audio
+    from moda_core.preprocess import load_audio, resample_audio
 
     started = time.perf_counter()
     progress = StageProgress()
@@ -207,8 +207,8 @@ def run_animate(args) -> int:
         noise = RecordedNoise.load(args.noise)
     samples = args.samples if args.samples is not None else (noise.num_samples if noise is not None else 1)
     subject = load_subject(args, progress)
-    wave, _ = load_audio(args.audio)
     source_audio = load_audio(args.audio, target_rate=None)       # muxed at its own rate, not the models' 16 kHz
+    wave = resample_audio(*source_audio)
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
                              renderer=args.renderer == "neural", renderer_layout=args.renderer_layout)
@@ -248,9 +248,9 @@ def run_render(args) -> int:
     subject = Subject.load(args.subject)
     wave, source_audio = [], None
     if args.audio is not None:
-        from moda_core.preprocess import load_audio
-        wave, _ = load_audio(args.audio)
+        from moda_core.preprocess import load_audio, resample_audio
         source_audio = load_audio(args.audio, target_rate=None)
+        wave = resample_audio(*source_audio)
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
                              renderer=args.renderer == "neural", renderer_layout=args.renderer_layout)
