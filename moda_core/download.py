@@ -161,10 +161,6 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _folder_of(folder: Path, relative: str) -> Path:
-    return (folder / relative).parent
-
-
 def _missing_dirs(path: Path, root: Path) -> list[Path]:
     """The folders between ``root`` and ``path`` that do not exist yet (deepest first)."""
     missing, parent = [], path.parent
@@ -352,7 +348,7 @@ def _fetch_hub(folder: Path, repo_id: str, files: list[str], revision: str, prog
     if failures:
         raise DownloadError(_failure_message(
             folder, outcome, [(name, reason, f"https://huggingface.co/{repo_id}/resolve/{revision}/{name}",
-                               _folder_of(folder, name), folder / name) for name, reason, _ in failures],
+                               (folder / name).parent, folder / name) for name, reason, _ in failures],
             f"from https://huggingface.co/{repo_id} (revision {revision})"), failures[0][2])
     return outcome
 
