@@ -17,11 +17,6 @@ import numpy as np
 TARGETS = {"landmark follow": (3.0, "<="), "sharpness ratio": (0.8, ">="), "PSNR": (26.0, ">="), "SSIM": (0.85, ">=")}
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a - b) ** 2))
-    return 100.0 if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
 def regions(generated: np.ndarray, real: np.ndarray, face: np.ndarray) -> dict[str, float]:
     """PSNR (dB) over all frames inside the face box, the mouth box and outside the face box."""
     from moda_core.landmarks import mouth_indices
@@ -51,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args(argv)
 
+    from moda_core.metrics.image import psnr_per_frame
     from moda_core.train.protocol import run_warp_protocol
 
     rows = []
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         generated = result.details["generated_frames"].numpy().astype(np.float64)
         real = result.details["real_frames"].numpy().astype(np.float64) / 255.0
         face = result.details["target_points"]
-        per_frame = np.array([_psnr(g, r) for g, r in zip(generated, real)])
+        per_frame = psnr_per_frame(generated, real)
         worst = np.argsort(per_frame)[:3]
         follow = result.report["landmark follow"].details
         print(f"{clip.stem}: reference frame {result.details['reference_frame']}, held-out from "
