@@ -74,9 +74,8 @@ def main() -> None:
     fps = args.frames / (time.process_time() - cpu)           # CPU time: fair on a shared machine
 
     # where the time goes
-    points = renderer.target_points(face, torso)
     start = time.process_time()
-    renderer.target_points(face, torso)
+    points = renderer.target_points(face, torso)
     targets_ms = (time.process_time() - start) / args.frames * 1000
     start = time.process_time()
     maps = [renderer._inverse_map(p) for p in points[:50]]
