@@ -391,16 +391,14 @@ def pickled_strings(path: str | os.PathLike) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
             members = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
-            if not members:
-                raise ValueError(f"{path}: a zip archive without data.pkl, so not a torch checkpoint")
-            payload = archive.read(members[0])
-        return [arg for opcode, arg, _ in pickletools.genops(payload) if opcode.name in _STRING_OPCODES]
+            payload = archive.read(members[0]) if members else None
+        if payload is not None:
+            return [arg for opcode, arg, _ in pickletools.genops(payload) if opcode.name in _STRING_OPCODES]
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise ValueError(f"{path}: not a torch zip archive (truncated or corrupt?): {err}") from None
     except ValueError as err:
-        if str(err).startswith(str(path)):
-            raise
         raise ValueError(f"{path}: unreadable pickle in the archive (truncated or corrupt?): {err}") from None
+    raise ValueError(f"{path}: a zip archive without data.pkl, so not a torch checkpoint")
 
 
 def authors_file_kind(path: str | os.PathLike) -> str | None:
