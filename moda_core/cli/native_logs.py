@@ -17,13 +17,11 @@ import signal
 import subprocess
 import sys
 
-# absl/glog info (I) and warning (W) lines and TFLite's INFO lines; errors (E) and fatal (F) lines pass
-NATIVE_NOISE = re.compile(rb"(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |WARNING: Logging before InitGoogle\(\)"
-                          rb"|INFO: (?:Created TensorFlow Lite|Initialized TensorFlow Lite))")
-
-
 _NOISE_STARTS = (b"WARNING: Logging before InitGoogle()", b"INFO: Created TensorFlow Lite",
                  b"INFO: Initialized TensorFlow Lite")
+# absl/glog info (I) and warning (W) lines and TFLite's INFO lines; errors (E) and fatal (F) lines pass
+NATIVE_NOISE = re.compile(rb"(?:[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |"
+                          + b"|".join(map(re.escape, _NOISE_STARTS)) + b")")
 
 
 def _may_become_noise(partial: bytes) -> bool:
