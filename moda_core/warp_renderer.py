@@ -188,10 +188,10 @@ class WarpRenderer:
             anchors.append(oval_ids[inside])
             follows.append(np.full(int(inside.sum()), 0.5 ** number))   # share of the oval's own bending
             weights.append(weight[inside])
-        self.ring_source = np.concatenate(rings) if rings else np.zeros((0, 2))
-        self.ring_head_weight = np.concatenate(weights) if weights else np.zeros(0)
-        self.ring_anchor = np.concatenate(anchors).astype(np.int64) if anchors else np.zeros(0, np.int64)
-        self.ring_follow = np.concatenate(follows) if follows else np.zeros(0)
+        self.ring_source = np.concatenate(rings)                     # ring_scales is never empty
+        self.ring_head_weight = np.concatenate(weights)
+        self.ring_anchor = np.concatenate(anchors).astype(np.int64)
+        self.ring_follow = np.concatenate(follows)
 
         ticks = np.unique(np.concatenate([np.arange(0, size, cfg.border_step * self.scale), [size - 1]]))
         low, high = -1.0, size                 # just outside the image so every pixel is covered
@@ -221,10 +221,9 @@ class WarpRenderer:
         # only connect to each other (the cavity), never across to the other lip's outer points
         layout = self.source.copy()
         upper_ids, lower_ids = list(INNER_LIP_UPPER[1:-1]), list(INNER_LIP_LOWER[1:-1])
-        width = np.linalg.norm(face[MOUTH_CORNERS[1]] - face[MOUTH_CORNERS[0]])
-        down = np.array([-(face[MOUTH_CORNERS[1]] - face[MOUTH_CORNERS[0]])[1], (face[MOUTH_CORNERS[1]]
-                                                                                  - face[MOUTH_CORNERS[0]])[0]])
-        down = down / max(width, 1e-6)
+        axis = face[MOUTH_CORNERS[1]] - face[MOUTH_CORNERS[0]]
+        width = np.linalg.norm(axis)
+        down = np.array([-axis[1], axis[0]]) / max(width, 1e-6)
         gap = (face[lower_ids] - face[upper_ids]) @ down
         push = np.maximum(0.06 * width - gap, 0.0)[:, None] / 2
         layout[upper_ids] -= push * down
