@@ -112,19 +112,23 @@ class MODAModels:
     faco: torch.nn.Module
     renderer: torch.nn.Module | None                  # None: only the warp renderer can render
     render_settings: RenderSettings = field(default_factory=RenderSettings)   # TPE + face centre it expects
+    renderer_backend: object = None                   # RendererBackend that runs the renderer (render_backends)
 
     @classmethod
     def load(cls, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu",
              precision: str = "fp32", renderer: bool | None = True,
-             renderer_layout: RendererLayout = "channels_last") -> "MODAModels":
-        """Load the weight files; the renderer is prepared for ``precision`` in ``renderer_layout`` memory.
+             renderer_layout: RendererLayout = "channels_last", backend: str = "torch",
+             cache_dir: str | os.PathLike | None = None) -> "MODAModels":
+        """Load the weight files; the renderer runs on ``backend`` ("torch", "openvino", "auto": see
+        :func:`moda_core.render_backends.select_backend`) in ``precision`` ("auto": bf16 where the device has
+        fast bf16, else fp32 on a CPU) and, with torch, ``renderer_layout`` memory.
 
         ``renderer``: True needs the renderer file, False skips it (warp rendering), None loads it if present.
         ``renderer_layout``: "channels_last" (faster on CPU) or "plain" (contiguous, like the authors; on the
         parity renderer plain stays within 2 levels of their frames, channels-last moves a few values up to 8).
         """
-        from moda_core.checkpoints import load_model
-        from moda_core.models.renderer import prepare_for_inference
+        from moda_core.checkpoints import content_hash, load_model
+        from moda_core.render_backends import select_backend
 
         kinds = [k for k in WEIGHT_FILES if k != "renderer"]
         if renderer or (renderer is None and has_weight_file("renderer", weights_dir)):
@@ -134,7 +138,10 @@ class MODAModels:
         if "renderer" not in nets:
             return cls(**nets, renderer=None)
         models = cls(**nets, render_settings=RenderSettings.of_weight_file(paths["renderer"]))
-        prepare_for_inference(models.renderer, precision, channels_last=_channels_last(renderer_layout))
+        models.renderer_backend = select_backend(models.renderer, device, backend, precision,
+                                                 weights_hash=None if backend == "torch" else content_hash(paths["renderer"]),
+                                                 cache_dir=cache_dir,
+                                                 channels_last=_channels_last(renderer_layout))
         return models
 
     @property
@@ -161,7 +168,7 @@ class AnimateOptions:
     face_center: tuple[float, float, float] | None = None   # None: as the renderer was trained (RenderSettings)
     drawing_style: Literal["authors", "antialiased"] = "authors"
     tpe: TPEConfig | None = None                            # None: as the renderer was trained
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"   # used where the models hold no renderer_backend
     batch_size: int = 8
     output_size: int | None = None                   # None: the renderer's size
     paste_back: bool = False
@@ -180,8 +187,8 @@ class AnimateOptions:
                              f"{self.sample}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.layout not in ("render", "debug"):
             raise ValueError(f"layout must be 'render' or 'debug', got {self.layout!r}")
         if self.paste_back and self.layout == "debug":
@@ -297,15 +304,22 @@ def render_batch(renderer: torch.nn.Module, conditions: torch.Tensor, reference:
     """Condition images ``[B, S, S, 3]`` + reference ``[S, S, 3]`` (0..1) -> frames ``[B, S, S, 3]`` in 0..1.
 
     ``S`` must be the renderer's image size; frame ``start_frame + i`` gets TPE index ``start_frame + i``.
+    ``renderer``: the module (run in ``precision``; "auto" as :func:`moda_core.render_backends.auto_precision`)
+    or a :class:`~moda_core.render_backends.RendererBackend` (runs in its own precision).
     """
     from moda_core.models.renderer import render
+    from moda_core.render_backends import RendererBackend, auto_precision
 
-    device = next(renderer.parameters()).device
+    backend = renderer if isinstance(renderer, RendererBackend) else None
+    device = backend.device if backend is not None else next(renderer.parameters()).device
     batch, size = conditions.shape[0], conditions.shape[1]
     planes = temporal_positional_encoding(torch.arange(start_frame, start_frame + batch), size, size, tpe)
     reference = reference.to(torch.float32).expand(batch, -1, -1, -1)
     x = torch.cat([_to_signed(conditions), _to_signed(reference), planes], dim=1).to(device)
-    y = render(renderer, x, precision=precision)
+    if backend is not None:
+        y = backend(x)
+    else:
+        y = render(renderer, x, precision=auto_precision(device) if precision == "auto" else precision)
     return ((y.clamp(-1, 1) + 1.0) / 2.0).permute(0, 2, 3, 1).cpu()
 
 
@@ -394,7 +408,8 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
         reference = torch.from_numpy(warp.reference)
         batches = _warp_batches(warp, r, subject, options, draw=options.layout == "debug" or on_batch is not None)
     else:
-        renderer = getattr(models_or_renderer, "renderer", models_or_renderer)
+        renderer = (getattr(models_or_renderer, "renderer_backend", None)
+                    or getattr(models_or_renderer, "renderer", models_or_renderer))
         settings = getattr(models_or_renderer, "render_settings", RenderSettings())
         face_center = options.face_center or settings.face_center
         tpe = options.tpe or settings.tpe

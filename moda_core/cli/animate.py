@@ -24,8 +24,12 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
                              "photo itself, any face, no renderer weights (default: neural when the weights folder "
                              "has a renderer, else warp)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="renderer precision (bf16 is fast on recent CPUs and GPUs)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="renderer precision; auto: bf16 on CPUs with AVX512-BF16/AMX and on recent GPUs (else "
+                             "fp16 on GPUs), fp32 otherwise; fp32 reproduces the authors")
+    parser.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+                        help="renderer backend; auto: OpenVINO on a CPU when installed (pip install "
+                             "comfyui-moda[openvino]) and faster than torch in a one-frame probe (cached), else torch")
     parser.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch")
     parser.add_argument("--output-size", type=int, default=DEFAULT_OUTPUT_SIZE,
                         help=f"output frame size in px (default {DEFAULT_OUTPUT_SIZE}, the paper's: a smaller "
@@ -187,6 +191,11 @@ def check_render_args(args) -> None:
         raise ArgumentError(f"--save-condition and --save-frames both name {args.save_frames}; each writes "
                             "000000.png, 000001.png, ...: give two folders")
     check_device(args.device)
+    from moda_core.render_backends import PrecisionError, resolve_precision
+    try:
+        resolve_precision(args.precision, args.device, log=None)        # warnings are said once, at load
+    except PrecisionError as err:
+        raise ArgumentError(f"--precision: {err}") from None
     check_output_folder(args.out.parent, "--out")
     check_output_folder(save_repr and save_repr.parent, "--save-repr")
     check_output_folder(save_noise and save_noise.parent, "--save-noise")
@@ -211,7 +220,8 @@ def run_animate(args) -> int:
     wave = resample_audio(*source_audio)
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
-                             renderer=args.renderer == "neural", renderer_layout=args.renderer_layout)
+                             renderer=args.renderer == "neural", renderer_layout=args.renderer_layout,
+                             backend=args.backend)
     warn_flat_motion(args.weights)
     options = _options(args, fps=args.fps, seed=args.seed, num_samples=samples, sample=args.sample,
                        smoothing=not args.no_smoothing, window_blend=args.window_blend, noise=noise,
@@ -253,7 +263,8 @@ def run_render(args) -> int:
         wave = resample_audio(*source_audio)
     args.renderer = choose_renderer(args)
     models = MODAModels.load(args.weights, device=args.device, precision=args.precision,
-                             renderer=args.renderer == "neural", renderer_layout=args.renderer_layout)
+                             renderer=args.renderer == "neural", renderer_layout=args.renderer_layout,
+                             backend=args.backend)
     if r.face is None:
         from moda_core.pipeline import compose_face
         r = compose_face(models.faco, r, subject)
