@@ -20,8 +20,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder: best weights <kind>.safetensors, runs/<stage>/ (losses.csv, resumable "
                              "state)")
-    parser.add_argument("--preset", choices=["full", "small", "tiny"], default="full",
-                        help="network size: full = the authors', small = quickstart's, tiny = tests")
+    parser.add_argument("--preset", choices=["full", "small", "tiny", "fast"], default="full",
+                        help="network size: full = the authors', small = quickstart's, tiny = tests, fast = the "
+                             "compact real-time 512 px renderer (other stages: full)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from these weights (.safetensors, e.g. converted authors' weights) to fine-tune")
     budget = parser.add_argument_group("budget (the first one reached stops; default: the paper's epochs)")

@@ -5,16 +5,18 @@ with level k+1 nested at ``.model.3`` under the outermost level and at ``.model.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from moda_core.models._config import ConfigMixin
 
 Precision = Literal["fp32", "bf16", "fp16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+REFERENCE_CHANNELS = slice(3, 6)     # input layout: condition 0..2, reference 3..5, TPE 6..
 
 
 @dataclass(frozen=True)
@@ -23,26 +25,51 @@ class RendererConfig(ConfigMixin):
 
     in_channels: int = 19
     out_channels: int = 3
-    ngf: int = 64                 # width of the outermost level; level k is ngf * min(2**(k-1), 8) wide
+    ngf: int = 64                 # width of the outermost level; level k is ngf * min(2**(k-1), width_cap) wide
     num_levels: int = 8           # U-Net depth: the image is halved num_levels times
-    image_size: int = 512         # square input/output size the network is run at
+    image_size: int = 512         # square input/output size of the generator
+    # compact ("fast") layouts; the defaults are the authors' network
+    width_cap: int = 8            # largest level width as a multiple of ngf
+    space_to_depth: int = 1       # pixel-unshuffle the input and pixel-shuffle the output by this factor: the U-Net
+    #                               runs at image_size / space_to_depth on in_channels * factor**2 channels
+    plain_levels: int = 0         # this many outermost levels have no residual blocks
+    reference_residual: bool = False   # output = tanh(net + atanh(reference)): the net predicts corrections to the
+    #                                    reference image (input channels REFERENCE_CHANNELS)
 
     def __post_init__(self):
-        self._check_positive_ints()
+        self._check_positive_ints([f.name for f in fields(self) if f.name not in ("plain_levels", "reference_residual")])
+        if not isinstance(self.plain_levels, int) or not 0 <= self.plain_levels <= self.num_levels:
+            raise ValueError(f"RendererConfig.plain_levels must be an int in 0..num_levels, got {self.plain_levels!r}")
+        if not isinstance(self.reference_residual, bool):
+            raise ValueError(f"RendererConfig.reference_residual must be a bool, got {self.reference_residual!r}")
         if self.num_levels < 2:
             raise ValueError(f"RendererConfig.num_levels must be >= 2, got {self.num_levels}")
-        if self.image_size % (2 ** self.num_levels):
+        if self.image_size % (self.space_to_depth * 2 ** self.num_levels):
             raise ValueError(f"RendererConfig.image_size ({self.image_size}) must be divisible by "
-                             f"2**num_levels ({2 ** self.num_levels})")
+                             f"space_to_depth * 2**num_levels ({self.space_to_depth * 2 ** self.num_levels})")
+        if self.reference_residual and (self.in_channels < REFERENCE_CHANNELS.stop or self.out_channels != 3):
+            raise ValueError("RendererConfig.reference_residual needs the reference image in input channels 3..5 "
+                             "and 3 output channels")
 
     @classmethod
     def tiny(cls) -> "RendererConfig":
         """ngf 2, 6 levels at 64 px: for fast tests."""
         return cls(ngf=2, num_levels=6, image_size=64)
 
+    @classmethod
+    def fast(cls, image_size: int = 512) -> "RendererConfig":
+        """The compact real-time layout (see benchmarks/bench_fast_renderer.py for its measurements)."""
+        return cls(ngf=32, num_levels=6, image_size=image_size, width_cap=4, space_to_depth=4, plain_levels=0,
+                   reference_residual=True)
+
+    @property
+    def is_authors_layout(self) -> bool:
+        """True for the authors' network shape (any ngf/levels/size), whose keys match their checkpoints."""
+        return (self.width_cap, self.space_to_depth, self.plain_levels, self.reference_residual) == (8, 1, 0, False)
+
     def level_width(self, level: int) -> int:
         """Inner channel count of level 1..num_levels (1 = outermost)."""
-        return self.ngf * min(2 ** (level - 1), 8)
+        return self.ngf * min(2 ** (level - 1), self.width_cap)
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -75,23 +102,27 @@ class UNetLevel(nn.Module):
     """
 
     def __init__(self, outer: int, inner: int, submodule: "UNetLevel | None" = None, *,
-                 outermost_out_channels: int | None = None):
+                 outermost_out_channels: int | None = None, residual: bool = True):
         super().__init__()
         self.outermost = outermost_out_channels is not None
         up = nn.Upsample(scale_factor=2, mode="nearest")
+
+        def res(channels: int) -> nn.Module:     # Identity keeps the Sequential indices (checkpoint keys)
+            return ResidualBlock(channels) if residual else nn.Identity()
+
         if self.outermost:
             if submodule is None:
                 raise ValueError("the outermost level needs a submodule")
-            layers = [_conv3x3(outer, inner, stride=2), nn.ReLU(inplace=True), ResidualBlock(inner),
+            layers = [_conv3x3(outer, inner, stride=2), nn.ReLU(inplace=True), res(inner),
                       submodule, up, _conv3x3(2 * inner, outermost_out_channels)]
         elif submodule is None:
-            layers = [_conv3x3(outer, inner, stride=2), nn.ReLU(inplace=True), ResidualBlock(inner),
-                      up, _conv3x3(inner, outer), nn.BatchNorm2d(outer), nn.ReLU(inplace=True), ResidualBlock(outer)]
+            layers = [_conv3x3(outer, inner, stride=2), nn.ReLU(inplace=True), res(inner),
+                      up, _conv3x3(inner, outer), nn.BatchNorm2d(outer), nn.ReLU(inplace=True), res(outer)]
         else:
             layers = [_conv3x3(outer, inner, stride=2), nn.BatchNorm2d(inner), nn.ReLU(inplace=True),
-                      ResidualBlock(inner), submodule,
+                      res(inner), submodule,
                       up, _conv3x3(2 * inner, outer), nn.BatchNorm2d(outer), nn.ReLU(inplace=True),
-                      ResidualBlock(outer)]
+                      res(outer)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,14 +136,18 @@ class _ResUNet(nn.Module):
 
     def __init__(self, config: RendererConfig):
         super().__init__()
-        level = UNetLevel(config.level_width(config.num_levels - 1), config.level_width(config.num_levels))
-        for k in range(config.num_levels - 1, 1, -1):
-            level = UNetLevel(config.level_width(k - 1), config.level_width(k), level)
-        self.model = UNetLevel(config.in_channels, config.level_width(1), level,
-                               outermost_out_channels=config.out_channels)
+        n, plain, factor = config.num_levels, config.plain_levels, config.space_to_depth ** 2
+        level = UNetLevel(config.level_width(n - 1), config.level_width(n), residual=n > plain)
+        for k in range(n - 1, 1, -1):
+            level = UNetLevel(config.level_width(k - 1), config.level_width(k), level, residual=k > plain)
+        self.model = UNetLevel(config.in_channels * factor, config.level_width(1), level,
+                               outermost_out_channels=config.out_channels * factor, residual=plain < 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+_REFERENCE_CLAMP = 0.995     # atanh(0.995) ~ 3: white/black reference pixels stay reachable by small corrections
 
 
 class RenderGenerator(nn.Module):
@@ -130,7 +165,13 @@ class RenderGenerator(nn.Module):
         if tuple(x.shape[2:]) != (cfg.image_size, cfg.image_size):
             raise ValueError(f"renderer input must be {cfg.image_size}x{cfg.image_size} (config.image_size), "
                              f"got {x.shape[2]}x{x.shape[3]}")
-        return torch.tanh(self.netG(x))
+        if cfg.space_to_depth == 1:
+            y = self.netG(x)
+        else:
+            y = F.pixel_shuffle(self.netG(F.pixel_unshuffle(x, cfg.space_to_depth)), cfg.space_to_depth)
+        if cfg.reference_residual:
+            y = y + torch.atanh(x[:, REFERENCE_CHANNELS].clamp(-_REFERENCE_CLAMP, _REFERENCE_CLAMP))
+        return torch.tanh(y)
 
 
 def _check_precision(precision: str) -> None:

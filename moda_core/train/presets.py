@@ -1,4 +1,5 @@
-"""Network sizes by preset: ``full`` (the authors'), ``small`` (``moda quickstart`` on a CPU), ``tiny`` (tests)."""
+"""Network sizes by preset: ``full`` (the authors'), ``small`` (``moda quickstart`` on a CPU), ``tiny`` (tests),
+``fast`` (the compact real-time 512 px renderer, :meth:`RendererConfig.fast`; MODA and FaCo-Net at full size)."""
 from __future__ import annotations
 
 from moda_core.models.audio_encoder import AudioEncoderConfig
@@ -7,7 +8,7 @@ from moda_core.models.faco import FaCoConfig
 from moda_core.models.moda import MODAConfig
 from moda_core.models.renderer import RendererConfig
 
-PRESETS = ("full", "small", "tiny")
+PRESETS = ("full", "small", "tiny", "fast")
 
 
 def _small_moda() -> MODAConfig:
@@ -19,15 +20,17 @@ def _small_moda() -> MODAConfig:
 
 
 _CONFIGS = {
-    "moda": {"full": MODAConfig, "small": _small_moda, "tiny": MODAConfig.tiny},
-    "faco": {"full": FaCoConfig, "tiny": FaCoConfig.tiny,
+    "moda": {"full": MODAConfig, "small": _small_moda, "tiny": MODAConfig.tiny, "fast": MODAConfig},
+    "faco": {"full": FaCoConfig, "tiny": FaCoConfig.tiny, "fast": FaCoConfig,
              "small": lambda: FaCoConfig(feature_dim=64, subject_hidden=64, driven_hidden=64, decoder_hidden=128,
                                          disc_mesh_hidden=64, disc_classifier_hidden=32)},
     # small: 256 px, 7 levels (2x2 at the bottom, like the authors' 512 px with 8 levels)
     "renderer": {"full": RendererConfig, "tiny": RendererConfig.tiny,
-                 "small": lambda: RendererConfig(ngf=16, num_levels=7, image_size=256)},
+                 "small": lambda: RendererConfig(ngf=16, num_levels=7, image_size=256),
+                 "fast": RendererConfig.fast},
     "renderer_discriminator": {"full": DiscriminatorConfig, "small": lambda: DiscriminatorConfig(ndf=16, n_layers=3, num_D=2),
-                               "tiny": DiscriminatorConfig.tiny},
+                               "tiny": DiscriminatorConfig.tiny,
+                               "fast": lambda: DiscriminatorConfig(ndf=32, n_layers=3, num_D=2)},
 }
 
 
