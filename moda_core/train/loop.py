@@ -9,7 +9,13 @@ A stage is a :class:`TrainingTask` (networks, optimisers, datasets, one train st
                                         (optimisers and counters; read with torch.load(weights_only=True))
     out_dir/runs/<name>/best/           every network (discriminators too) at the best validation
 
-Runs resume from ``last/`` when it exists (``LoopConfig.resume``); Ctrl-C saves ``last/`` before stopping.
+Runs resume from ``last/`` when it exists (``LoopConfig.resume``); Ctrl-C (or a :class:`TrainingCancelled` raised
+by the ``on_step`` callback) saves ``last/`` before stopping. ``last/`` is replaced as a whole (written beside it,
+then renamed), so a failed save (disk full) keeps the previous state.
+
+Reproducible: every step's randomness (its batch's augmentation, noise in the step) comes from a seed derived
+from (``seed``, rank, step), and a resumed run continues the epoch's shuffled order without drawing the batches it
+skips, so stopping at step k and resuming to N gives the same weights as one run to N (``num_workers=0``).
 Under ``torchrun --nproc_per_node N`` (environment variables ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``) the loop
 starts a process group (NCCL on GPUs, gloo on CPUs), wraps the trained networks in DistributedDataParallel and
 shards the data with DistributedSampler; rank 0 alone writes files and shows progress.
@@ -19,16 +25,18 @@ from __future__ import annotations
 import csv
 import gc
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
+import numpy as np
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -55,12 +63,19 @@ class LoopConfig:
     resume: bool = True                  # continue from out_dir/runs/<name>/last when present
     progress: bool = True                # tqdm bar with the latest losses
     slow_hint: str = ""                  # advice added to the first-step estimate when under an epoch fits
+    save_every: int | None = None        # also save the resumable state every this many steps
 
     def __post_init__(self):
         if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
             raise ValueError("set at least one of max_steps, max_epochs, max_minutes")
         if self.batch_size < 1 or self.val_every < 1:
             raise ValueError(f"batch_size and val_every must be >= 1, got {self.batch_size}, {self.val_every}")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every must be >= 1 or None, got {self.save_every}")
+
+
+class TrainingCancelled(Exception):
+    """Raised by an ``on_step`` callback of :func:`run_training` to stop: the loop saves ``last/`` and re-raises."""
 
 
 class TrainingTask:
@@ -196,10 +211,45 @@ def _save_networks(task: TrainingTask, folder: Path, kinds: Iterable[str] | None
 
 
 def _save_state(task: TrainingTask, folder: Path, counters: _Counters) -> None:
-    _save_networks(task, folder)
-    state = {"version": STATE_VERSION, **asdict(counters),
-             "optimizers": {name: opt.state_dict() for name, opt in task.optimizers.items()}}
-    atomic_write(folder / "state.pt", lambda tmp: torch.save(state, tmp))
+    """Write the networks and state.pt into ``folder`` as a whole: into ``<folder>.new``, then renamed, so an error
+    while writing (disk full) keeps the previous ``folder``."""
+    new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(new, ignore_errors=True)
+    try:
+        _save_networks(task, new)
+        state = {"version": STATE_VERSION, **asdict(counters),
+                 "optimizers": {name: opt.state_dict() for name, opt in task.optimizers.items()}}
+        atomic_write(new / "state.pt", lambda tmp: torch.save(state, tmp))
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def state_folder(run_dir: str | os.PathLike) -> Path | None:
+    """The resumable state of a run folder (``last/``, or ``last.old/`` when a save stopped between its two
+    renames), or None."""
+    for name in ("last", "last.old"):
+        if (Path(run_dir) / name / "state.pt").is_file():
+            return Path(run_dir) / name
+    return None
+
+
+def saved_step(run_dir: str | os.PathLike) -> int | None:
+    """The step of the resumable state in ``run_dir``, or None when there is none."""
+    folder = state_folder(run_dir)
+    if folder is None:
+        return None
+    return int(torch.load(folder / "state.pt", map_location="cpu", weights_only=True)["step"])
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one training step: a function of the run's seed, the process rank and the step only."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, rank, step]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def load_network_weights(network: nn.Module, path: Path, kind: str) -> None:
@@ -294,10 +344,17 @@ def budget_estimate(name: str, step_seconds: float, steps_per_epoch: int, step: 
 
 
 # ----------------------------------------------------------------------------------------------- the loop
-def _loader(dataset: Dataset, batch_size: int, sampler: DistributedSampler, drop_last: bool,
+def _loader(dataset: Dataset, batch_size: int, sampler: DistributedSampler | list[int], drop_last: bool,
             config: LoopConfig, device: torch.device) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                       num_workers=config.num_workers, pin_memory=device.type == "cuda")
+
+
+def _epoch_batches(dataset: Dataset, sampler: DistributedSampler, first_batch: int, batch_size: int,
+                   drop_last: bool, config: LoopConfig, device: torch.device) -> Iterator:
+    """The batches of the sampler's current epoch from batch ``first_batch`` on (earlier items are not read)."""
+    indices = list(sampler)[first_batch * batch_size:]
+    return iter(_loader(dataset, batch_size, indices, drop_last, config, device))
 
 
 def _validate(task: TrainingTask, loader: Iterable, device: torch.device, world: int) -> dict[str, float]:
@@ -316,14 +373,23 @@ def _validate(task: TrainingTask, loader: Iterable, device: torch.device, world:
     return _reduce_means(sums, count, device, world)
 
 
-def run_training(task: TrainingTask, out_dir: str | os.PathLike, config: LoopConfig) -> TrainResult:
-    """Train ``task`` until a budget of ``config`` is reached; see the module docstring for the files."""
+StepCallback = Callable[[int, Mapping[str, float]], None]
+
+
+def run_training(task: TrainingTask, out_dir: str | os.PathLike, config: LoopConfig, *,
+                 on_step: StepCallback | None = None) -> TrainResult:
+    """Train ``task`` until a budget of ``config`` is reached; see the module docstring for the files.
+
+    ``on_step(step, losses)`` runs on rank 0 after every step (``step`` counts earlier runs); it may raise
+    :class:`TrainingCancelled` to stop with a saved state. It must not change the networks; any randomness it
+    uses does not reach training (each step reseeds).
+    """
     out_dir = Path(out_dir)
     run_dir = out_dir / "runs" / task.name
     rank, world, local_rank, started_group = _start_distributed()
     device = _device(config.device, local_rank)
     try:
-        result = _run(task, out_dir, run_dir, config, rank, world, device)
+        result = _run(task, out_dir, run_dir, config, rank, world, device, on_step)
         if world > 1:
             dist.barrier()                    # every rank returns after rank 0 has written its files
         return result
@@ -335,15 +401,15 @@ def run_training(task: TrainingTask, out_dir: str | os.PathLike, config: LoopCon
 
 
 def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, rank: int, world: int,
-         device: torch.device) -> TrainResult:
+         device: torch.device, on_step: StepCallback | None) -> TrainResult:
     started = time.monotonic()
     task.to(device)
     counters = _Counters()
-    if config.resume and (run_dir / "last" / "state.pt").is_file():
-        counters = _restore_state(task, run_dir / "last")
+    saved = state_folder(run_dir) if config.resume else None
+    if saved is not None:
+        counters = _restore_state(task, saved)
     if world > 1:
         task.distribute(device)
-    torch.manual_seed(config.seed + 1000 * rank + counters.step)    # noise and jitter: per rank, resume-safe
     batch_size = min(config.batch_size, len(task.train_set) // world)
     if batch_size < task.min_batch_size:
         raise ValueError(f"{task.name}: {len(task.train_set)} training item(s) over {world} process(es) do not "
@@ -404,12 +470,16 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
         network.train()
     stepped_since_val = False
     run_steps = 0
+    drop_last = task.min_batch_size > 1
     try:
         while not (stopped_by := out_of_budget()):
             sampler.set_epoch(counters.epoch)
-            for index, batch in enumerate(loader):
-                if index < counters.epoch_step:                # resumed mid-epoch: skip what was done
-                    continue
+            torch.manual_seed(step_seed(config.seed, rank, counters.step))
+            batches = _epoch_batches(task.train_set, sampler, counters.epoch_step, batch_size, drop_last, config,
+                                     device)
+            for index in range(counters.epoch_step, len(loader)):
+                torch.manual_seed(step_seed(config.seed, rank, counters.step))   # this step's randomness
+                batch = next(batches)
                 step_started = time.perf_counter()
                 losses = task.train_step(task.batch_to_device(batch))
                 run_steps += 1
@@ -430,13 +500,17 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
                     if counters.epoch % config.val_every == 0:
                         validate_and_save()
                         stepped_since_val = False
+                if rank == 0 and config.save_every and counters.step % config.save_every == 0:
+                    _save_state(task, run_dir / "last", counters)
+                if on_step is not None and rank == 0:
+                    on_step(counters.step, losses)
                 if stopped_by := out_of_budget():
                     break
             if stopped_by:
                 break
         if stepped_since_val or counters.best_step is None:
             validate_and_save()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingCancelled):
         if rank == 0:
             _save_state(task, run_dir / "last", counters)
             bar.write(f"{task.name}: interrupted at step {counters.step}; state saved in {run_dir / 'last'}, "

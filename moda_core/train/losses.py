@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -143,6 +144,17 @@ class PerceptualLoss(nn.Module):
                           f"{torch.hub.get_dir()}/checkpoints/ (or run once with internet access).",
                           RuntimeWarning, stacklevel=2)
             self.vgg = None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "PerceptualLoss":
+        """The loss with VGG19 weights from a local file (torchvision's ``vgg19-dcbb9e9d.pth``); no download."""
+        loss = cls.__new__(cls)
+        nn.Module.__init__(loss)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        vgg = VGG19Features()
+        vgg.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")}, strict=True)
+        loss.vgg = vgg.eval().requires_grad_(False)
+        return loss
 
     @property
     def available(self) -> bool:

@@ -76,7 +76,10 @@ class RendererTask(TrainingTask):
         return {METADATA_KEY: settings.to_json()}
 
     def __init__(self, generator: RenderGenerator, discriminator: MultiscaleDiscriminator,
-                 samples: Sequence[SampleData], config: RendererTrainConfig = RendererTrainConfig()):
+                 samples: Sequence[SampleData], config: RendererTrainConfig = RendererTrainConfig(), *,
+                 perceptual: PerceptualLoss | None = None):
+        """``perceptual``: the VGG19 term to use (e.g. :meth:`PerceptualLoss.from_file`); by default it is made
+        (fetched) when ``config.perceptual_weight`` is not 0."""
         super().__init__()
         expected = generator.config.in_channels + generator.config.out_channels
         if discriminator.config.input_nc != expected:
@@ -97,7 +100,7 @@ class RendererTask(TrainingTask):
 
         self.train_set = frames("train")
         self.val_set = frames("val") if config.val_fraction > 0 else None
-        self.perceptual = PerceptualLoss() if config.perceptual_weight else None
+        self.perceptual = (perceptual if perceptual is not None else PerceptualLoss()) if config.perceptual_weight else None
         self.optimizers = {kind: torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
                            for kind, net in self.networks.items()}
 
