@@ -41,7 +41,8 @@ from .util import (
 register_model_folder()
 
 PRECISION_TOOLTIP = ("Weights and compute precision. auto: bf16 or fp16 where ComfyUI says the GPU runs it well, "
-                     "else fp32 (always fp32 on the CPU). bf16/fp16 halve the memory and speed up recent GPUs.")
+                     "else fp32 (on the CPU fp32, except the renderer: bf16 on CPUs with AVX512-BF16 or AMX). bf16/fp16 "
+                     "halve the memory and speed up recent GPUs.")
 _WAV2VEC2_KEY = "feature_extractor.conv_layers.0.conv.weight"
 
 

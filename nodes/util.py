@@ -144,10 +144,14 @@ def _same_device(actual: torch.device, wanted: torch.device) -> bool:
     return actual.type == wanted.type and (wanted.index is None or actual.index == wanted.index)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 where ComfyUI says the device runs it well, else fp16 where it does, else fp32."""
+def resolve_precision(precision: str, device: torch.device, kind: str | None = None) -> torch.dtype:
+    """``auto``: bf16 where ComfyUI says the device runs it well, else fp16 where it does, else fp32. The renderer
+    on a CPU follows the library's rule instead: bf16 with AVX512-BF16/AMX, else fp32."""
     if precision != "auto":
         return _DTYPES[precision]
+    if kind == "renderer" and device.type == "cpu":
+        from moda_core.render_backends import auto_precision
+        return _DTYPES[auto_precision(device)]
     if comfy.model_management.should_use_bf16(device):
         return torch.bfloat16
     if comfy.model_management.should_use_fp16(device):
@@ -163,7 +167,7 @@ def load_net(path: str, kind: str, precision: str, load: Callable[[str, torch.de
     """
     device = comfy.model_management.get_torch_device()
     offload = comfy.model_management.unet_offload_device()
-    dtype = resolve_precision(precision, device)
+    dtype = resolve_precision(precision, device, kind)
     real = os.path.realpath(path)
     key = (real, kind, file_stamp(real), str(device), str(offload), str(dtype))
     if key not in _CACHE:

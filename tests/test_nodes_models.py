@@ -84,7 +84,8 @@ def test_model_folder_registered_with_safetensors_only(moda_nodes, moda_dir, com
 
 # ---------------------------------------------------------------- loaders
 @pytest.mark.parametrize("node_id", LOADERS)
-def test_loader_returns_cached_net(moda_nodes, moda_dir, node_id):
+def test_loader_returns_cached_net(moda_nodes, moda_dir, node_id, monkeypatch):
+    monkeypatch.setattr("moda_core.render_backends.cpu_flags", lambda: {"avx2"})     # a CPU without fast bf16
     kind = LOADERS[node_id][0]
     weights = "moda.safetensors" if kind in ("moda", "audio_encoder") else f"{kind}.safetensors"
     net = run_node(moda_nodes[node_id], weights=weights, precision="auto").args[0]
@@ -121,6 +122,13 @@ def test_auto_precision_asks_comfyui(moda_pack, comfy_doubles, monkeypatch):
     monkeypatch.setattr(mm, "should_use_bf16", lambda device=None, **_: True)
     assert util.resolve_precision("auto", cpu) == torch.bfloat16
     assert util.resolve_precision("fp32", cpu) == torch.float32
+    # the renderer on a CPU: the library's rule (bf16 with AVX512-BF16 or AMX), whatever ComfyUI says
+    monkeypatch.setattr("moda_core.render_backends.cpu_flags", lambda: {"avx2", "avx512f"})
+    assert util.resolve_precision("auto", cpu, "renderer") == torch.float32
+    monkeypatch.setattr("moda_core.render_backends.cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert util.resolve_precision("auto", cpu, "renderer") == torch.bfloat16
+    monkeypatch.setattr("moda_core.render_backends.cpu_flags", lambda: {"amx_tile", "amx_bf16"})
+    assert util.resolve_precision("auto", cpu, "renderer") == torch.bfloat16
 
 
 def test_loaded_net_is_loaded_by_comfyui_model_management(moda_pack, comfy_doubles, monkeypatch):
