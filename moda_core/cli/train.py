@@ -82,6 +82,9 @@ def register(subparsers) -> None:
                           help="bf16: autocast forward passes (GPUs, CPUs with AVX-512 BF16)")
     renderer.set_defaults(func=_run_renderer)
 
+    from moda_core.cli.train_avatar import register_avatar
+    register_avatar(stages)
+
 
 def _check(args) -> None:
     """Sample folders, --init, --out (a real write) and --device, before heavy imports and any work."""

@@ -322,7 +322,8 @@ def _write_json(path: Path, data) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1)))
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def write_png(path: Path, image: np.ndarray) -> None:
+    """An RGB uint8 image as a PNG, atomically."""
     def write(tmp: str) -> None:
         if not cv2.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
             raise OSError(errno.EIO, f"cannot write {path}")
@@ -474,7 +475,7 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
             log("avatar: warning: a held-out score is not finite; the training diverged (try a smaller lr)")
         _copy(result.weights["renderer"], out / "renderer.safetensors")
         _copy(sample_dir / "subject.safetensors", out / "subject.safetensors")
-        _write_png(out / "preview.png", last_preview[0])
+        write_png(out / "preview.png", last_preview[0])
         _write_json(out / "report.json", report)
         atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(_markdown(report)))
         shutil.rmtree(run_dir / "best", ignore_errors=True)       # a copy of renderer.safetensors
@@ -492,5 +493,5 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
     return AvatarResult(out, out / "renderer.safetensors", out / "subject.safetensors", out / "preview.png", report)
 
 
-__all__ = ["AvatarConfig", "AvatarError", "AvatarInterrupted", "AvatarResult", "train_avatar", "find_vgg19",
+__all__ = ["AvatarConfig", "AvatarError", "AvatarInterrupted", "AvatarResult", "train_avatar", "find_vgg19", "write_png",
            "HELD_OUT_FRACTION", "MIN_SECONDS"]
