@@ -114,7 +114,10 @@ def device_precisions(device: torch.device | str) -> dict[str, bool]:
 def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
+        try:
+            return f"{device} ({torch.cuda.get_device_name(device)})"
+        except (AssertionError, RuntimeError):              # no CUDA here: the name alone
+            return str(device)
     if device.type == "cpu":
         return f"cpu ({cpu_name()})"
     return str(device)
@@ -372,6 +375,9 @@ def select_backend(renderer: torch.nn.Module, device: torch.device | str | None 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     device = torch.device(device) if device is not None else next(renderer.parameters()).device
+    if backend == "openvino" and device.type != "cpu":
+        raise ValueError(f"backend openvino runs on the CPU only, not on {device_name(device)}; use backend torch "
+                         "(or auto) there")
     precision = resolve_precision(precision, device, log)
     say = log or (lambda message: None)
     renderer.to(device)
@@ -382,9 +388,6 @@ def select_backend(renderer: torch.nn.Module, device: torch.device | str | None 
 
     if backend == "torch" or (backend == "auto" and device.type != "cpu"):
         return torch_backend()
-    if device.type != "cpu":
-        raise ValueError(f"backend openvino runs on the CPU only, not on {device_name(device)}; use backend torch "
-                         "(or auto) there")
     if not openvino_available():
         say("openvino is not installed (pip install comfyui-moda[openvino]); rendering with torch")
         return torch_backend()
