@@ -98,3 +98,29 @@ def test_folder_errors(tmp_path, data_dir, capsys):
     assert "holds no video files" in capsys.readouterr().err
     assert main(["prepare", "video", str(empty), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_frames_are_streamed_not_kept(tmp_path, data_dir, monkeypatch):
+    """Both passes take decoded frames one at a time and let them go: memory does not grow with the clip's length
+    by frames (a list of all frames, or a frame queue without bound, would keep dozens alive here)."""
+    import weakref
+
+    from moda_core.preprocess import sample
+
+    alive, most, decoded = set(), [0], [0]
+    real_read_frames = sample.read_frames
+
+    def counted(*args, **kwargs):
+        for k, source, rgb in real_read_frames(*args, **kwargs):
+            if id(rgb) not in alive:
+                decoded[0] += 1
+                alive.add(id(rgb))
+                weakref.finalize(rgb, alive.discard, id(rgb))
+            most[0] = max(most[0], len(alive))
+            yield k, source, rgb
+
+    monkeypatch.setattr(sample, "read_frames", counted)
+    summary = sample.prepare_video_sample(data_dir / "video" / "may_5s.mp4", tmp_path / "may", fps=25,
+                                          max_seconds=0.6, models_dir=data_dir / "models")
+    assert summary.num_frames == 15 and decoded[0] == 30                 # two passes over 15 frames
+    assert most[0] <= 3, f"{most[0]} decoded frames alive at once"
