@@ -81,8 +81,11 @@ def build_models(config: str, device: str = "cpu"):
 
 @torch.no_grad()
 def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp32", batch_size: int = 4,
-                     max_render_frames: int | None = None) -> dict:
-    """Time each stage of ``animate`` on ``wave`` (16 kHz mono); returns a dict of figures."""
+                     max_render_frames: int | None = None, renderer=None) -> dict:
+    """Time each stage of ``animate`` on ``wave`` (16 kHz mono); returns a dict of figures.
+
+    ``renderer``: a :class:`~moda_core.render_backends.RendererBackend` to render with (default: the module
+    ``models.renderer`` in ``precision``)."""
     from moda_core.pipeline import compose_face, condition_batches, motion_repr, reference_at, render_batch
     from moda_core.smoothing import smooth_motion
     from moda_core.video import VideoWriter
@@ -104,7 +107,8 @@ def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp3
         r = compose_face(models.faco, r, subject)
     if max_render_frames is not None:
         r = r.slice_time(0, min(max_render_frames, r.num_frames))
-    size = models.render_size
+    renderer = renderer if renderer is not None else models.renderer
+    size = renderer.config.image_size
     reference = reference_at(subject, size)
     rendered = 0
     with tempfile.TemporaryDirectory() as scratch, \
@@ -117,7 +121,7 @@ def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp3
                 break
             start, conditions = item
             with times.measure("renderer"):
-                frames = render_batch(models.renderer, conditions, reference, start, precision=precision)
+                frames = render_batch(renderer, conditions, reference, start, precision=precision)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
             with times.measure("video encoding"):
@@ -143,4 +147,236 @@ def format_report(result: dict, flops_per_frame: int, peaks: dict[str, float], p
     for name, peak in peaks.items():
         lines.append(f"matmul peak {name}: {peak:.1f} GFLOP/s -> renderer ({precision}) at {achieved / peak:.1%} of it")
     lines.append(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- --compare-authors
+# The authors' inference on this kind of 2-core CPU (shared/reference/performance-anchors.md, 8 s audio column):
+# everything but their renderer, which the comparison measures now.
+AUTHORS_FIXED_SECONDS = 13.5          # two Python start-ups, model building and loading
+AUTHORS_PER_AUDIO_SECOND = (0.25 + 0.43 + 1.4) / 8   # audio load + wav2vec2/MODA/FaCo + mux, per audio second
+AUTHORS_PER_FRAME = (2.1 + 1.1) / 240                # draw + write the feature video + extract PNGs, per frame
+
+
+def backend_variants(device: torch.device, openvino: bool = True) -> tuple[list[tuple[str, str]], list[str]]:
+    """([(backend, precision)] worth timing on ``device``, [why others are skipped]): fp32 and the precisions the
+    device runs fast, on torch and (CPU, when installed) OpenVINO in the precisions its CPU plug-in offers."""
+    from moda_core.render_backends import device_precisions, openvino_available
+
+    fast = device_precisions(device)
+    variants = [("torch", p) for p, ok in fast.items() if ok]
+    skipped = [f"torch {p}: skipped, no fast {p} on this device" for p, ok in fast.items() if not ok]
+    if device.type == "cpu" and openvino and openvino_available():
+        import openvino as ov
+
+        offered = {c.lower() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+        for precision, capability in (("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")):
+            if capability in offered:
+                variants.append(("openvino", precision))
+            else:
+                skipped.append(f"openvino {precision}: skipped, not offered by OpenVINO on this CPU")
+    elif device.type == "cpu" and openvino:
+        skipped.append("openvino: skipped, not installed (pip install comfyui-moda[openvino])")
+    return variants, skipped
+
+
+def make_backend(renderer: torch.nn.Module, backend: str, precision: str, cache_dir=None, compile: bool = False,
+                 batch_size: int | None = None, weights_hash: str | None = None):
+    """A backend over a copy of ``renderer`` (backends prepare their module in place)."""
+    import copy
+
+    from moda_core.render_backends import OpenVINOBackend, TorchBackend
+
+    model = copy.deepcopy(renderer)
+    if backend == "openvino":
+        return OpenVINOBackend(model, precision, weights_hash=weights_hash, cache_dir=cache_dir, log=None)
+    return TorchBackend(model, precision, compile=compile, batch_size=batch_size)
+
+
+def renderer_inputs(config, frames: int, batch_size: int) -> list[torch.Tensor]:
+    """Random condition/reference images in [-1, 1] + the TPE of frames 0..frames-1, in batches."""
+    from moda_core.tpe import temporal_positional_encoding
+
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for start in range(0, frames, batch_size):
+        indices = list(range(start, min(start + batch_size, frames)))
+        images = torch.rand(len(indices), 6, config.image_size, config.image_size, generator=generator) * 2 - 1
+        batches.append(torch.cat([images, temporal_positional_encoding(indices, config.image_size,
+                                                                       config.image_size)], dim=1))
+    return batches
+
+
+def seconds_per_frame(run, batches: list[torch.Tensor], device: torch.device) -> float:
+    """Seconds per frame of ``run(batch)`` over ``batches`` after one untimed call on the first."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    run(batches[0].to(device))
+    sync()
+    start = time.perf_counter()
+    for batch in batches:
+        run(batch.to(device))
+    sync()
+    return (time.perf_counter() - start) / sum(batch.shape[0] for batch in batches)
+
+
+def startup_seconds() -> float:
+    """Wall time of a fresh Python process importing the pipeline and the CLI (our one start-up)."""
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import moda_core.pipeline, moda_core.cli, torch"], check=True,
+                   capture_output=True)
+    return time.perf_counter() - start
+
+
+def save_weights(models, folder: Path) -> None:
+    from moda_core.checkpoints import save_model
+    from moda_core.pipeline import WEIGHT_FILES
+
+    for kind, name in WEIGHT_FILES.items():
+        save_model(getattr(models, kind), folder / name)
+
+
+def load_seconds(folder: Path, backend, device, cache_dir=None) -> float:
+    """Wall time of loading the three weight files of ``folder`` with ``backend``'s name and precision."""
+    from moda_core.pipeline import MODAModels
+
+    start = time.perf_counter()
+    MODAModels.load(folder, device=device, precision=backend.precision, backend=backend.name, cache_dir=cache_dir)
+    return time.perf_counter() - start
+
+
+MOTION_STAGES = ("audio features (wav2vec2)", "MODA", "FaCo-Net + smoothing")
+
+
+def end_to_end(result: dict, fixed: float = 0.0) -> tuple[float, float]:
+    """(seconds per audio second, frames/s end to end) for the whole clip, from a run that may have rendered
+    only its first frames: motion stages as measured (whole clip), per-frame stages scaled to every frame."""
+    times, fps = result["times"], 30.0
+    motion = sum(times.get(stage, 0.0) for stage in MOTION_STAGES)
+    per_frame = sum(s for stage, s in times.items() if stage not in MOTION_STAGES) / max(result["frames"], 1)
+    frames = result["motion_frames"]
+    total = fixed + motion + per_frame * frames
+    return total / (frames / fps), frames / total
+
+
+def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, frames: int, backend: str = "auto",
+                    precision: str = "auto", batch_size: int = 8, cache_dir=None, compile: bool = False,
+                    openvino: bool = True, fast_config=None, fast_frames: int | None = None,
+                    log=print) -> dict:
+    """The figures of ``moda bench --compare-authors`` (see :func:`format_comparison`), all measured in one run."""
+    from moda_core.checkpoints import content_hash
+    from moda_core.pipeline import WEIGHT_FILES
+    from moda_core.render_backends import select_backend
+
+    scratch = tempfile.TemporaryDirectory()
+    folder = Path(scratch.name)
+    save_weights(models, folder)
+    weights_hash = content_hash(folder / WEIGHT_FILES["renderer"])      # as MODAModels.load keys the IR cache
+    renderer = models.renderer
+    config = renderer.config
+    figures = {"frames": frames, "audio_seconds": len(wave) / SAMPLE_RATE, "size": config.image_size,
+               "device": str(device)}
+    flops = renderer_flops(renderer)
+    figures["gflop_per_frame"] = flops / 1e9
+    batches = renderer_inputs(config, frames, batch_size)
+    singles = renderer_inputs(config, frames, 1)
+
+    import copy
+
+    from moda_core.models.renderer import prepare_for_inference, render
+    authors_model = prepare_for_inference(copy.deepcopy(renderer), "fp32", channels_last=False)
+    figures["authors_renderer"] = seconds_per_frame(lambda x: render(authors_model, x), singles, device)
+    del authors_model
+
+    variants, figures["skipped"] = backend_variants(device, openvino)
+    peaks = {}
+    timed = []
+    for name, variant_precision in variants:
+        try:
+            run = make_backend(renderer, name, variant_precision, cache_dir, compile, batch_size, weights_hash)
+        except Exception as err:                       # noqa: BLE001 - reported, the bench goes on
+            figures["skipped"].append(f"{name} {variant_precision}: failed ({str(err).splitlines()[0][:120]})")
+            continue
+        if run.precision not in peaks:
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[run.precision]
+            peaks[run.precision] = matmul_peak_gflops(dtype, device=str(device))
+        seconds = seconds_per_frame(run, batches, device)
+        timed.append({"backend": name, "precision": run.precision, "fps": 1 / seconds,
+                      "gflops": flops / seconds / 1e9, "peak": peaks[run.precision]})
+        del run
+    figures["backends"], figures["peaks"] = timed, peaks
+
+    best = select_backend(copy.deepcopy(renderer), device, backend, precision, weights_hash=weights_hash,
+                          cache_dir=cache_dir, compile=compile, batch_size=batch_size, log=log)
+    figures["ours_backend"] = f"{best.name} {best.precision}"
+    result = profile_pipeline(models, wave, subject, batch_size=batch_size, max_render_frames=frames,
+                              renderer=best)
+    figures["ours_times"] = result["times"]
+    figures["ours_startup"] = startup_seconds()
+    figures["ours_load"] = load_seconds(folder, best, device, cache_dir)
+    scratch.cleanup()
+    figures["ours_per_audio_second"], _ = end_to_end(result, figures["ours_startup"] + figures["ours_load"])
+    figures["ours_renderer"] = result["times"]["renderer"] / result["frames"]
+    figures["ours_other_per_frame"] = (result["times"]["projection + drawing"]
+                                       + result["times"]["video encoding"]) / result["frames"]
+    audio_seconds = figures["audio_seconds"]
+    fps = 30.0
+    figures["authors_per_audio_second"] = (AUTHORS_FIXED_SECONDS / audio_seconds + AUTHORS_PER_AUDIO_SECOND
+                                           + fps * (AUTHORS_PER_FRAME + figures["authors_renderer"]))
+    figures["speedup"] = figures["authors_per_audio_second"] / figures["ours_per_audio_second"]
+    figures["peak_rss_mb"] = result["peak_rss_mb"]
+    del best
+
+    if fast_config is not None:
+        from moda_core.models.renderer import RenderGenerator
+
+        torch.manual_seed(0)
+        fast = RenderGenerator(fast_config).to(device).eval()
+        fast_backend = select_backend(fast, device, backend, precision, cache_dir=cache_dir, compile=compile,
+                                      batch_size=batch_size, log=log)
+        fast_result = profile_pipeline(models, wave, subject, batch_size=batch_size, max_render_frames=fast_frames,
+                                       renderer=fast_backend)
+        _, figures["fast_fps"] = end_to_end(fast_result)
+        figures["fast_backend"] = f"{fast_backend.name} {fast_backend.precision}"
+        figures["fast_frames"] = fast_result["frames"]
+        figures["fast_renderer_fps"] = fast_result["frames"] / fast_result["times"]["renderer"]
+    return figures
+
+
+def format_comparison(f: dict) -> str:
+    """The report of :func:`compare_authors`; its last two lines are ``speedup vs authors: X.Xx`` and
+    ``fast renderer: N.N frames/s end to end`` (or why it was not measured)."""
+    seconds, frames = f["audio_seconds"], round(f["audio_seconds"] * 30)
+    lines = [f"compare with the authors: {seconds:g} s of audio ({frames} frames at 30 fps), renderer "
+             f"{f['size']} px ({f['gflop_per_frame']:.1f} GFLOP/frame), {f['frames']} frames timed, device "
+             f"{f['device']}",
+             "backend        precision  frames/s   GFLOP/s  % of matmul peak (same precision)"]
+    for b in f["backends"]:
+        lines.append(f"{b['backend']:<14} {b['precision']:<9} {b['fps']:>9.3f} {b['gflops']:>9.1f}  "
+                     f"{b['gflops'] / b['peak']:>6.1%} of {b['peak']:.1f} GFLOP/s")
+    lines += [f"  {reason}" for reason in f["skipped"]]
+    lines.append(f"authors, measured now: renderer torch fp32, plain layout, one frame per call: "
+                 f"{f['authors_renderer']:.3f} s/frame")
+    lines.append(f"authors, from performance-anchors.md (not measured now): {AUTHORS_FIXED_SECONDS:g} s fixed "
+                 f"(two Python start-ups, model loading) + {AUTHORS_PER_AUDIO_SECOND:.3f} s per audio second (audio "
+                 f"load, wav2vec2/MODA/FaCo, mux) + {AUTHORS_PER_FRAME:.4f} s per frame (feature video, PNGs)")
+    lines.append(f"authors: {f['authors_per_audio_second']:.2f} s per audio second")
+    times = f["ours_times"]
+    motion = sum(times.get(stage, 0.0) for stage in MOTION_STAGES)
+    lines.append(f"ours, measured now: backend {f['ours_backend']}, streaming: start-up {f['ours_startup']:.2f} s + "
+                 f"loading {f['ours_load']:.2f} s + motion {motion:.2f} s (whole clip) + renderer "
+                 f"{f['ours_renderer']:.3f} s/frame + drawing/encoding {f['ours_other_per_frame']:.4f} s/frame")
+    lines.append(f"ours: {f['ours_per_audio_second']:.2f} s per audio second; peak RSS {f['peak_rss_mb']:.0f} MB")
+    lines.append(f"speedup vs authors: {f['speedup']:.1f}x")
+    if "fast_fps" in f:
+        lines.insert(-1, f"fast renderer: backend {f['fast_backend']}, renderer alone {f['fast_renderer_fps']:.1f} "
+                         f"frames/s ({f['fast_frames']} frames rendered; start-up and loading not counted)")
+        lines.append(f"fast renderer: {f['fast_fps']:.1f} frames/s end to end")
+    else:
+        lines.append(f"fast renderer: not available ({f.get('fast_missing', 'no fast preset')})")
     return "\n".join(lines)

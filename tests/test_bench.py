@@ -1,6 +1,7 @@
 """`moda bench` on the tiny config prints every figure; renderer preparation keeps results."""
 import re
 
+import pytest
 import torch
 
 from moda_core.bench import matmul_peak_gflops, renderer_flops
@@ -10,7 +11,8 @@ from moda_core.models.renderer import RendererConfig, RenderGenerator, prepare_f
 def test_bench_prints_every_stage_and_ratio(capsys, data_dir):
     from moda_core.cli import main
     code = main(["bench", "--config", "tiny", "--seconds", "1.5", "--audio", str(data_dir / "audio" / "zh_news.wav"),
-                 "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models")])
+                 "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models"),
+                 "--precision", "fp32", "--backend", "torch"])
     out = capsys.readouterr().out
     assert code == 0
     for stage in ("audio features (wav2vec2)", "MODA", "FaCo-Net + smoothing", "projection + drawing", "renderer",
@@ -43,3 +45,79 @@ def test_prepared_renderer_matches_plain_fp32():
     assert prepared.netG.model.model[0].weight.dtype == torch.bfloat16
     low = render(prepared, x)
     assert low.dtype == torch.float32 and (low - render(plain, x)).abs().max() < 0.1
+
+
+def test_compare_authors_prints_every_figure_and_ends_with_the_two_lines(capsys, data_dir, monkeypatch):
+    from moda_core import bench
+    from moda_core.cli import main
+    from moda_core.models.renderer import RendererConfig
+    from moda_core.train import presets
+
+    # a small stand-in for the fast preset keeps the test short; the real preset is what the CLI reads
+    monkeypatch.setattr(presets, "preset_config", lambda kind, preset: RendererConfig(ngf=4, num_levels=6,
+                                                                                       image_size=128))
+    monkeypatch.setattr(bench, "startup_seconds", lambda: 1.25)
+    code = main(["bench", "--compare-authors", "--config", "tiny", "--seconds", "1.5", "--frames", "2",
+                 "--fast-frames", "3", "--backend", "torch", "--precision", "fp32",
+                 "--audio", str(data_dir / "audio" / "zh_news.wav"),
+                 "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models")])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert re.fullmatch(r"speedup vs authors: \d+\.\dx", lines[-2])
+    assert re.fullmatch(r"fast renderer: \d+\.\d frames/s end to end", lines[-1])
+    assert re.search(r"^torch +fp32 +[\d.]+ +[\d.]+ +[\d.]+% of [\d.]+ GFLOP/s$", out, re.M)
+    assert re.search(r"authors, measured now: renderer torch fp32, plain layout, one frame per call: [\d.]+ s/frame",
+                     out)
+    assert "13.5 s fixed" in out and "not measured now" in out
+    authors = float(re.search(r"authors: ([\d.]+) s per audio second", out).group(1))
+    ours = float(re.search(r"ours: ([\d.]+) s per audio second", out).group(1))
+    assert re.search(r"start-up 1.25 s \+ loading [\d.]+ s", out)
+    assert float(lines[-2].split()[-1][:-1]) == pytest.approx(authors / ours, abs=0.06)
+    assert "fast renderer: backend torch fp32" in out and "(3 frames rendered" in out
+
+
+def test_compare_authors_says_when_there_is_no_fast_preset(capsys, data_dir, monkeypatch):
+    from moda_core import bench
+    from moda_core.cli import main
+    from moda_core.train import presets
+
+    def no_preset(kind, preset):
+        raise ValueError("preset must be one of full, small, tiny, got 'fast'")
+
+    monkeypatch.setattr(presets, "preset_config", no_preset)
+    monkeypatch.setattr(bench, "startup_seconds", lambda: 1.0)
+    code = main(["bench", "--compare-authors", "--config", "tiny", "--seconds", "0.5", "--frames", "1",
+                 "--backend", "torch", "--audio", str(data_dir / "audio" / "zh_news.wav"),
+                 "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and re.fullmatch(r"speedup vs authors: \d+\.\dx", lines[-2])
+    assert lines[-1] == "fast renderer: not available (preset must be one of full, small, tiny, got 'fast')"
+
+
+def test_backend_variants_follow_the_device(monkeypatch):
+    from moda_core import render_backends as rb
+    from moda_core.bench import backend_variants
+
+    monkeypatch.setattr(rb, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(rb, "openvino_available", lambda: False)
+    variants, skipped = backend_variants(torch.device("cpu"))
+    assert variants == [("torch", "fp32")]
+    assert any("openvino: skipped, not installed" in line for line in skipped)
+    assert any("torch bf16: skipped" in line for line in skipped)
+    monkeypatch.setattr(rb, "cpu_flags", lambda: {"avx512_bf16"})
+    assert backend_variants(torch.device("cpu"), openvino=False)[0] == [("torch", "fp32"), ("torch", "bf16")]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
+    monkeypatch.setattr(rb, "cuda_bf16_supported", lambda device: True)
+    variants, skipped = backend_variants(torch.device("cuda"))
+    assert variants == [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16")] and skipped == []
+
+
+def test_end_to_end_scales_per_frame_stages_to_the_whole_clip():
+    from moda_core.bench import end_to_end
+
+    result = {"frames": 2, "motion_frames": 60, "times": {"MODA": 1.0, "audio features (wav2vec2)": 0.5,
+                                                          "renderer": 0.8, "video encoding": 0.2}}
+    per_second, fps = end_to_end(result, fixed=2.0)
+    total = 2.0 + 1.5 + 0.5 * 60
+    assert per_second == pytest.approx(total / 2.0) and fps == pytest.approx(60 / total)
