@@ -25,11 +25,13 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy import ndimage
 from scipy.spatial import Delaunay
 
 from moda_core.geometry import AUTHORS_INFERENCE_FACE_CENTER, CANONICALISATION_FACE_CENTER, IMAGE_SIZE
-from moda_core.landmarks import NUM_FACE_POINTS, connection_groups, non_semantic_indices
+from moda_core.landmarks import (NUM_FACE_POINTS, connection_groups, eye_indices, mouth_indices,
+                                  non_semantic_indices)
 from moda_core.subject import Subject
 
 NUM_TORSO_POINTS = 18
@@ -161,6 +163,7 @@ class WarpRenderer:
         face, torso = source_points(subject, self.face_center)
         self.source_face, self.source_torso = face * self.scale, torso * self.scale
         self._build_mesh()
+        self._build_lookup()
         self._sample_colours()
         self._grid = np.stack(np.meshgrid(np.arange(self.size, dtype=np.float32),
                                           np.arange(self.size, dtype=np.float32)), -1)
@@ -242,8 +245,13 @@ class WarpRenderer:
         tri_list = triangles.tolist()
         self.hole = np.array([any(set(t) <= h for h in hole_sets) or any(v in mid_ids for v in t)
                               for t in tri_list], dtype=bool)
-        # slivers (e.g. a closed mouth's lip line) may reorient harmlessly; so may holes painted over
+        # tiny triangles and holes painted over may reorient harmlessly; slivers (height under 1 px, e.g. a closed
+        # mouth's lip line) may fold by up to a pixel of height
         self.checked = ~self.hole & (area > 0.5 * self.scale ** 2)
+        corners = self.source[triangles]
+        longest = np.linalg.norm(corners - corners[:, [1, 2, 0]], axis=-1).max(1)
+        sliver = area < longest * self.scale
+        self.fold_allowance = np.where(sliver, longest * self.scale, 0.0)[self.checked]
         self._checked_ids = np.flatnonzero(self.checked)
         corners = triangles[self.checked]
         self._checked_coords = np.stack([2 * corners[:, k] + d for k in range(3) for d in (0, 1)])  # flat x, y rows
@@ -264,8 +272,43 @@ class WarpRenderer:
         self._neighbours[np.repeat(np.arange(n), count),
                          np.arange(adjacency.nnz) - np.repeat(adjacency.indptr[:-1], count)] = adjacency.indices
 
+        self._follow_matrix = self._driven_follow_matrix(face)
         self.mouth_open_src = self._mouth_opening(face[None])[0]
         self.eye_open_src = {side: self._eye_opening(face[None], side)[0] for side in EYES}
+
+    @staticmethod
+    def _driven_follow_matrix(face: np.ndarray) -> csr_matrix:
+        """Sparse ``[478, 478]`` matrix M: ``face + M @ face`` moves the face points R does not drive (lip bodies between
+        the inner and outer lip lines, iris centres, skin around the lips and lids) with the nearby points R drives.
+
+        A driven point's own motion is its position minus where an affine fit of its nearest undriven neighbours
+        puts it (zero for the subject's own face, exact under any affine head motion); undriven points take the
+        inverse-distance mean of their nearest driven points' motion, fading out with distance. Without this, an
+        opening mouth drags its lip lines over the still lip-body points and folds the lower lip."""
+        driven = np.union1d(mouth_indices(), eye_indices())
+        free = np.setdiff1d(np.arange(NUM_FACE_POINTS), driven)
+        iod = float(np.linalg.norm(face[list(EYES["right"][4])].mean(0) - face[list(EYES["left"][4])].mean(0)))
+        iod = max(iod, 1e-3)
+        rest = np.zeros((len(driven), NUM_FACE_POINTS))            # rows: where each driven point sits at rest
+        dist = np.linalg.norm(face[driven][:, None] - face[free][None], axis=-1)
+        for row, i in enumerate(driven):
+            near = free[np.argsort(dist[row])[:6]]
+            system = np.vstack([face[near].T, np.ones(len(near))])     # [3, 6]: sum c x = x_i, sum c = 1
+            coeffs = np.linalg.lstsq(system, np.append(face[i], 1.0), rcond=None)[0]
+            rest[row, near] = coeffs
+        motion = -rest                                              # driven motion = face[driven] - rest @ face
+        motion[np.arange(len(driven)), driven] += 1.0
+        d = np.linalg.norm(face[free][:, None] - face[driven][None], axis=-1)      # [free, driven]
+        nearest = np.argsort(d, axis=1)[:, :4]
+        dn = np.take_along_axis(d, nearest, 1)
+        weights = 1.0 / np.maximum(dn, 0.05 * iod) ** 2
+        weights /= weights.sum(1, keepdims=True)
+        fade = np.clip(1.0 - np.maximum(dn[:, 0] - 0.04 * iod, 0.0) / (0.2 * iod), 0.0, 1.0) ** 2
+        follow = np.zeros((len(free), len(driven)))
+        np.put_along_axis(follow, nearest, weights * fade[:, None], 1)
+        matrix = np.zeros((NUM_FACE_POINTS, NUM_FACE_POINTS))
+        matrix[free] = follow @ motion
+        return csr_matrix(matrix)
 
     def _sample_colours(self) -> None:
         """Lip and eyelid colours of the reference (medians of small patches)."""
@@ -346,6 +389,8 @@ class WarpRenderer:
 
     def _raw_targets(self, face: np.ndarray, torso: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = face.shape[0]
+        flat = face.transpose(1, 0, 2).reshape(NUM_FACE_POINTS, -1)
+        face = face + (self._follow_matrix @ flat).reshape(NUM_FACE_POINTS, batch, 2).transpose(1, 0, 2)
         head = similarity_fit(self.source_face[self.stable_face], face[:, self.stable_face])
         body = similarity_fit(self.source_torso, torso)
         # the rings move with the head and carry part of the face oval's own (non-rigid) motion outward, so
@@ -380,7 +425,7 @@ class WarpRenderer:
         """Mask of checked triangles (not holes or slivers) whose orientation at ``points [N, 2]`` is flipped."""
         x0, y0, x1, y1, x2, y2 = points.reshape(-1).take(self._checked_coords)
         mask = np.zeros(len(self.triangles), dtype=bool)
-        mask[self._checked_ids] = (x1 - x0) * (y2 - y0) <= (y1 - y0) * (x2 - x0)
+        mask[self._checked_ids] = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) <= -self.fold_allowance
         return mask
 
     def _regularise(self, target: np.ndarray, rigid: np.ndarray) -> np.ndarray:
@@ -424,70 +469,103 @@ class WarpRenderer:
         return out
 
     # ------------------------------------------------------------ rendering
+    def _build_lookup(self) -> None:
+        """Set-up for :meth:`_inverse_map`: which source triangle covers each pixel of the reference (holes drawn
+        first so skin wins where they overlap), and the coarse grid's centres in output px."""
+        lookup = np.full((self.size, self.size), -1, np.int32)
+        fixed = np.round((self.source[self.triangles] + 0.5) * 16 - 8).astype(np.int32)     # pixel centres
+        for f in np.concatenate([np.flatnonzero(self.hole), np.flatnonzero(~self.hole)]).tolist():
+            cv2.fillConvexPoly(lookup, fixed[f], f, lineType=cv2.LINE_8, shift=4)
+        missing = lookup < 0                                   # sliver-only pixels: the nearest drawn triangle
+        if missing.any():
+            _, (iy, ix) = ndimage.distance_transform_edt(missing, return_distances=True, return_indices=True)
+            lookup = lookup[iy, ix]
+        self._lookup = lookup.reshape(-1)
+        # triangles sharing a vertex with each triangle (itself included), padded by repeating itself
+        faces = len(self.triangles)
+        owner = np.repeat(np.arange(faces), 3)
+        by_vertex = [[] for _ in range(len(self.source))]
+        for f, v in zip(owner.tolist(), self.triangles.reshape(-1).tolist()):
+            by_vertex[v].append(f)
+        rings = [sorted(set().union(*(by_vertex[v] for v in tri))) for tri in self.triangles.tolist()]
+        self._ring = np.array([ring + [f] * (max(map(len, rings)) - len(ring)) for f, ring in enumerate(rings)])
+        g = min(self.config.map_size, self.size)
+        centres = (np.arange(g, dtype=np.float64) + 0.5) * self.size / g - 0.5
+        gx, gy = np.meshgrid(centres, centres)
+        self._grid_targets = np.stack([gx.reshape(-1), gy.reshape(-1)]).astype(np.float32)   # [2, g*g]
+        self._grid_pixels = (np.rint(gy) * self.size + np.rint(gx)).astype(np.int64).reshape(-1)
+        self._walk_start: np.ndarray | None = None
+
     def _inverse_map(self, points: np.ndarray) -> tuple[np.ndarray, None]:
         """``cv2.remap``'s ``map1, map2`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``: one
         float32 ``[size, size, 2]`` map of source ``x, y`` and ``None``.
 
-        The target triangles are rasterised on a coarse grid (vectorised: every grid centre in a triangle's
-        bounding box is tested with barycentric coordinates; each triangle's affine map gives its source
-        position); the displacement is upsampled (it is continuous) and added to the full-size pixel grid."""
-        g = min(self.config.map_size, self.size)
-        ratio = g / self.size
-        low = (points[self.triangles] + 0.5) * ratio - 0.5                 # [F, 3, 2] in grid coordinates
-        x, y = low[..., 0], low[..., 1]
-        xa, xb = x[:, [1, 2, 0]], x[:, [2, 0, 1]]                          # the other two corners of each corner
+        On a coarse grid of target positions, each position walks through the fixed source triangulation: take the
+        source triangle under the current guess (a per-pixel lookup table built once), map the target position
+        back with that triangle's target->source affine map, repeat until the triangle no longer changes (two or
+        three steps for smooth motion). The displacement is upsampled (it is continuous) and added to the pixel
+        grid."""
+        corners = points[self.triangles]                                   # [F, 3, 2] target corners
+        x, y = corners[..., 0], corners[..., 1]
+        xa, xb = x[:, [1, 2, 0]], x[:, [2, 0, 1]]
         ya, yb = y[:, [1, 2, 0]], y[:, [2, 0, 1]]
         det = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
-        faces = np.flatnonzero(np.abs(det) > 1e-9)
-        # closed-form inverse of the rows [x, y, 1]: [x y 1] @ inverse = barycentrics
-        inverse = np.stack([ya - yb, xb - xa, xa * yb - xb * ya], 1)[faces] / det[faces, None, None]
-        # displacement (source - target, full-size px) as an affine map of the grid position: [x y 1] @ affine
-        affine = inverse @ self._source_corners[faces]                     # [F, 3, 2]
-        affine[:, 0, 0] -= 1.0 / ratio
-        affine[:, 1, 1] -= 1.0 / ratio
-        affine[:, 2] -= 0.5 / ratio - 0.5
-        affine = affine.reshape(-1, 6).T.astype(np.float32)               # [6, F] rows x0 x1 y0 y1 c0 c1
-        low = low[faces]
-        lo = np.clip(np.ceil(low.min(1)), 0, g - 1).astype(np.int64)
-        hi = np.clip(np.floor(low.max(1)), 0, g - 1).astype(np.int64)
-        width, height = hi[:, 0] - lo[:, 0] + 1, hi[:, 1] - lo[:, 1] + 1
-        counts = np.where((width > 0) & (height > 0), width * height, 0)
-        hole = self.hole[faces]
-        disp = np.zeros((g, g, 2), np.float32)
-        # large triangles (background, hair): cv2 fills their ids, holes first so skin wins
-        large = counts > 48
-        ids = np.full((g, g), -1, np.int32)
-        fixed = np.round(low * 16).astype(np.int32)
-        for f in np.concatenate([np.flatnonzero(large & hole), np.flatnonzero(large & ~hole)]).tolist():
-            cv2.fillConvexPoly(ids, fixed[f], f, lineType=cv2.LINE_8, shift=4)
-        py, px = np.nonzero(ids >= 0)
-        self._write(disp, ids[py, px], px, py, affine)
-        # small triangles (the face): every grid centre in the bounding box, tested with barycentrics
-        small = np.where(large, 0, counts)
-        owner = np.repeat(np.arange(len(faces)), small)
-        k = np.arange(len(owner)) - np.repeat(np.cumsum(small) - small, small)
-        w = width[owner]
-        px = lo[owner, 0] + k % w
-        py = lo[owner, 1] + k // w
-        c = inverse[owner]
-        inside = ((px[:, None] * c[:, 0] + py[:, None] * c[:, 1] + c[:, 2]) >= -1e-7).all(1)
-        owner, px, py = owner[inside], px[inside], py[inside]
-        below = ids[py, px]
-        over_skin = (below >= 0) & ~hole[np.maximum(below, 0)]
-        is_hole = hole[owner]
-        keep = np.concatenate([np.flatnonzero(is_hole & ~over_skin), np.flatnonzero(~is_hole)])   # skin last
-        self._write(disp, owner[keep], px[keep], py[keep], affine)
+        valid = np.abs(det) > 1e-6
+        det = np.where(valid, det, 1.0)
+        # closed-form inverse of the rows [x, y, 1]: [x y 1] @ inverse = barycentrics; then -> source position
+        inverse = np.stack([ya - yb, xb - xa, xa * yb - xb * ya], 1) / det[:, None, None]
+        affine = (inverse @ self._source_corners).reshape(-1, 6).T.copy()   # [6, F] rows x0 x1 y0 y1 c0 c1
+        tx, ty = self._grid_targets
+        table = affine.astype(np.float32)
+        # start from the triangles of the previous frame (motion is smooth), else the ones under each position
+        triangle = self._walk_start if self._walk_start is not None else self._lookup.take(self._grid_pixels)
+        sx, sy = np.empty_like(tx), np.empty_like(ty)
+        active = np.arange(tx.size)
+        now, px, py = triangle, tx, ty
+        for _ in range(8):
+            sx[active] = px * table[0].take(now) + py * table[2].take(now) + table[4].take(now)
+            sy[active] = px * table[1].take(now) + py * table[3].take(now) + table[5].take(now)
+            ix = np.minimum(np.maximum(sx[active] + 0.5, 0), self.size - 1).astype(np.int32)
+            iy = np.minimum(np.maximum(sy[active] + 0.5, 0), self.size - 1).astype(np.int32)
+            under = self._lookup.take(iy * self.size + ix)
+            moving = under != now
+            active, now = active[moving], under[moving]
+            if not active.size:
+                break
+            previous = triangle[active]
+            triangle[active] = now
+            px, py = tx[active], ty[active]
+        self._walk_start = triangle
+        if active.size:                    # oscillating or folded: test the triangles around the last two visited
+            candidates = np.concatenate([self._ring[triangle[active]], self._ring[previous]], 1)
+            self._locate(active, candidates, inverse, valid, tx, ty, sx, sy, affine)
+        g = int(round(np.sqrt(tx.size)))
+        disp = np.stack([sx - tx, sy - ty], -1).astype(np.float32).reshape(g, g, 2)
         if g != self.size:
             disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         disp += self._grid
         return disp, None
 
-    @staticmethod
-    def _write(disp: np.ndarray, owner: np.ndarray, px: np.ndarray, py: np.ndarray, affine: np.ndarray) -> None:
-        """Displacement at grid centres ``(px, py)`` from the affine maps ``[6, F]`` of triangles ``owner``."""
-        x, y = px.astype(np.float32), py.astype(np.float32)
-        for d in range(2):
-            disp[py, px, d] = x * affine[d].take(owner) + y * affine[2 + d].take(owner) + affine[4 + d].take(owner)
+    def _locate(self, cells: np.ndarray, candidates: np.ndarray, inverse: np.ndarray, valid: np.ndarray,
+                tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, sy: np.ndarray, affine: np.ndarray) -> None:
+        """Source positions of grid ``cells`` from the candidate triangle ``[n, K]`` that contains them in the
+        target (skin before holes); cells in none of them (a fold left over) search every triangle."""
+        px, py = tx[cells, None], ty[cells, None]
+        c = inverse[candidates]                                           # [n, K, 3, 3]
+        bary = px[..., None] * c[..., 0, :] + py[..., None] * c[..., 1, :] + c[..., 2, :]
+        score = np.where(valid[candidates], bary.min(-1), -np.inf) - 1e-4 * self.hole[candidates]
+        best = score.argmax(1)
+        inside = score[np.arange(len(cells)), best] > -1e-3
+        chosen = candidates[np.arange(len(cells)), best]
+        lost = cells[~inside]
+        if lost.size and candidates.shape[1] < len(self.triangles):
+            everything = np.broadcast_to(np.arange(len(self.triangles)), (lost.size, len(self.triangles)))
+            for start in range(0, lost.size, 64):
+                self._locate(lost[start:start + 64], everything[start:start + 64], inverse, valid, tx, ty, sx, sy,
+                             affine)
+        cells, chosen = cells[inside], chosen[inside]
+        sx[cells] = tx[cells] * affine[0].take(chosen) + ty[cells] * affine[2].take(chosen) + affine[4].take(chosen)
+        sy[cells] = tx[cells] * affine[1].take(chosen) + ty[cells] * affine[3].take(chosen) + affine[5].take(chosen)
 
     def render_points(self, face_xy: np.ndarray, torso_xy: np.ndarray) -> np.ndarray:
         """face_xy ``[B, 478, 2]``, torso_xy ``[B, 18, 2]`` float image-space px of the 512-px crop (what
