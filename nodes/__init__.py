@@ -4,11 +4,11 @@ Each module exports ``NODES``; add new modules to ``_node_modules`` below. Socke
 """
 from comfy_api.latest import ComfyExtension, io
 
-from . import editing, evaluate, models, motion, plots, projection, render, repr_nodes, subject_nodes
+from . import avatar, editing, evaluate, models, motion, plots, projection, render, repr_nodes, subject_nodes
 
 
 def _node_modules():
-    return (models, subject_nodes, motion, projection, render, repr_nodes, editing, plots, evaluate)
+    return (models, subject_nodes, motion, projection, render, repr_nodes, editing, plots, evaluate, avatar)
 
 
 class MODAExtension(ComfyExtension):

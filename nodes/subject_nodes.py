@@ -19,11 +19,12 @@ from moda_core.geometry import CANONICALISATION_FACE_CENTER, canonical_to_image
 from moda_core.subject import SUBJECT_FORMAT, Subject, SubjectError
 
 from .types import CATEGORY, MODA_REPR, MODA_SUBJECT, node_error, searchable
-from .util import (MODEL_FOLDER, expect, expect_images, file_fingerprint, inside, list_user_files, log,
-                   progress_callback, register_model_folder, require_mediapipe, resolve_user_file,
-                   safetensors_header, save_target, user_file_options, validate_user_file)
+from .util import (AVATARS_FOLDER, MODEL_FOLDER, expect, expect_images, file_fingerprint, find_weight, inside,
+                   list_user_files, log, progress_callback, register_model_folder, require_mediapipe,
+                   resolve_user_file, safetensors_header, save_target, user_file_options, validate_user_file)
 
 SUBJECT_SUFFIX = ".safetensors"
+AVATAR_SUBJECT = "subject.safetensors"
 SUBJECT_WHAT = "subject file"
 NAME_TOOLTIP = ("A name stored in the subject (and in R made from it), shown by MODA Repr Info. Empty: the name of "
                 "the file the image comes from (e.g. 'portrait' for Load Image's portrait.jpg).")
@@ -175,8 +176,22 @@ def _is_subject_file(path: str) -> bool:
 
 
 def list_subject_files() -> list[str]:
-    """Subject files in the input folder (any depth), then MODA Save Subject results as ``moda/... [output]``."""
-    return list_user_files((SUBJECT_SUFFIX,), _is_subject_file)
+    """Subject files in the input folder (any depth), then MODA Save Subject results as ``moda/... [output]``, then
+    the subjects of trained avatars as ``avatars/<name>/subject.safetensors [models]``."""
+    return list_user_files((SUBJECT_SUFFIX,), _is_subject_file) + [
+        f"{name}{AVATAR_TAG}" for name in avatar_subject_files() if _is_subject_file(find_weight(name) or "")]
+
+
+AVATAR_TAG = " [models]"          # an avatar's subject in models/moda (MODA Train Avatar)
+
+
+def avatar_subject_files() -> list[str]:
+    """``avatars/<name>/subject.safetensors`` of the moda model folders."""
+    register_model_folder()
+    return sorted({f"{AVATARS_FOLDER}/{name}/{AVATAR_SUBJECT}" for root in folder_paths.get_folder_paths(MODEL_FOLDER)
+                   if os.path.isdir(os.path.join(root, AVATARS_FOLDER))
+                   for name in os.listdir(os.path.join(root, AVATARS_FOLDER))
+                   if os.path.isfile(os.path.join(root, AVATARS_FOLDER, name, AVATAR_SUBJECT))})
 
 
 class MODASaveSubject(io.ComfyNode):
@@ -228,6 +243,12 @@ class MODALoadSubject(io.ComfyNode):
 
     @classmethod
     def _path(cls, subject_file: str) -> str:
+        if subject_file.endswith(AVATAR_TAG):
+            path = find_weight(subject_file[:-len(AVATAR_TAG)])
+            if path is None or subject_file[:-len(AVATAR_TAG)] not in avatar_subject_files():
+                raise node_error(cls.DISPLAY_NAME, "subject_file", f"avatar subject {subject_file!r} not found in "
+                                 "models/moda", "train it with MODA Train Avatar, or pick another from the list")
+            return path
         return resolve_user_file(cls.DISPLAY_NAME, "subject_file", subject_file)
 
     @classmethod
@@ -241,6 +262,12 @@ class MODALoadSubject(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, subject_file: str) -> bool | str:
+        if isinstance(subject_file, str) and subject_file.endswith(AVATAR_TAG):
+            try:
+                cls._path(subject_file)
+            except ValueError as err:
+                return str(err)
+            return True
         return validate_user_file(cls.DISPLAY_NAME, "subject_file", subject_file, (SUBJECT_SUFFIX,), SUBJECT_WHAT,
                                   "save one with MODA Save Subject")
 

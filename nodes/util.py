@@ -27,6 +27,7 @@ from moda_core.subject import Subject
 from .types import node_error
 
 MODEL_FOLDER = "moda"                        # folder_paths key: <ComfyUI>/models/moda (+ extra_model_paths.yaml)
+AVATARS_FOLDER = "avatars"                   # MODA Train Avatar writes models/moda/avatars/<name>/
 WEIGHT_SUFFIXES = {".safetensors", ".model", ".pkl", ".pth"}   # .model: SyncNet's; .pkl/.pth: the authors'
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -51,10 +52,18 @@ def model_dir() -> str:
 
 
 def weight_files() -> list[str]:
-    """Files of the moda model folders, without those in hidden folders (conversion cache, download state)."""
+    """Files of the moda model folders, without those in hidden folders (conversion cache, download state) and
+    the working files of avatars (``avatars/<name>/train/...``, ``avatars/<name>/sample/...``)."""
     register_model_folder()
     return [name for name in folder_paths.get_filename_list(MODEL_FOLDER)
-            if not any(part.startswith(".") for part in name.replace("\\", "/").split("/")[:-1])]
+            if not any(part.startswith(".") for part in name.replace("\\", "/").split("/")[:-1])
+            and not is_avatar_work_file(name)]
+
+
+def is_avatar_work_file(name: str) -> bool:
+    """``avatars/<name>/<folder>/...``: a training state or prepared clip inside an avatar, not a result."""
+    parts = name.replace("\\", "/").split("/")
+    return parts[0] == AVATARS_FOLDER and len(parts) > 3
 
 
 def find_weight(name: str) -> str | None:
