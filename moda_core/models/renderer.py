@@ -9,7 +9,6 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from moda_core.models._config import ConfigMixin
@@ -17,6 +16,7 @@ from moda_core.models._config import ConfigMixin
 Precision = Literal["fp32", "bf16", "fp16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 REFERENCE_CHANNELS = slice(3, 6)     # input layout: condition 0..2, reference 3..5, TPE 6..
+IMAGE_CHANNELS = 6                   # condition + reference; the TPE channels after them are constant planes
 
 
 @dataclass(frozen=True)
@@ -30,18 +30,27 @@ class RendererConfig(ConfigMixin):
     image_size: int = 512         # square input/output size of the generator
     # compact ("fast") layouts; the defaults are the authors' network
     width_cap: int = 8            # largest level width as a multiple of ngf
-    space_to_depth: int = 1       # pixel-unshuffle the input and pixel-shuffle the output by this factor: the U-Net
-    #                               runs at image_size / space_to_depth on in_channels * factor**2 channels
+    space_to_depth: int = 1       # factor f: the U-Net runs at image_size / f on f*f*channels (f x f pixel blocks,
+    #                               channel order row offset, column offset, input channel) and its output is
+    #                               rearranged back the same way
     plain_levels: int = 0         # this many outermost levels have no residual blocks
-    reference_residual: bool = False   # output = tanh(net + atanh(reference)): the net predicts corrections to the
-    #                                    reference image (input channels REFERENCE_CHANNELS)
+    reference_residual: bool = False   # output = reference + net (clamped to -1..1 in eval mode, no tanh): the net
+    #                                    predicts corrections to the reference image (input REFERENCE_CHANNELS)
+    tpe_bias: bool = False        # read the TPE channels (constant planes) at one pixel and add a learned projection
+    #                               of them to the U-Net input instead of feeding full-size planes
+
+    _FLAGS = ("plain_levels", "reference_residual", "tpe_bias")
 
     def __post_init__(self):
-        self._check_positive_ints([f.name for f in fields(self) if f.name not in ("plain_levels", "reference_residual")])
+        self._check_positive_ints([f.name for f in fields(self) if f.name not in self._FLAGS])
         if not isinstance(self.plain_levels, int) or not 0 <= self.plain_levels <= self.num_levels:
             raise ValueError(f"RendererConfig.plain_levels must be an int in 0..num_levels, got {self.plain_levels!r}")
-        if not isinstance(self.reference_residual, bool):
-            raise ValueError(f"RendererConfig.reference_residual must be a bool, got {self.reference_residual!r}")
+        for name in ("reference_residual", "tpe_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RendererConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.tpe_bias and self.in_channels <= IMAGE_CHANNELS:
+            raise ValueError(f"RendererConfig.tpe_bias needs TPE channels after the {IMAGE_CHANNELS} image channels "
+                             f"(in_channels > {IMAGE_CHANNELS}), got in_channels={self.in_channels}")
         if self.num_levels < 2:
             raise ValueError(f"RendererConfig.num_levels must be >= 2, got {self.num_levels}")
         if self.image_size % (self.space_to_depth * 2 ** self.num_levels):
@@ -60,12 +69,18 @@ class RendererConfig(ConfigMixin):
     def fast(cls, image_size: int = 512) -> "RendererConfig":
         """The compact real-time layout (see benchmarks/bench_fast_renderer.py for its measurements)."""
         return cls(ngf=32, num_levels=6, image_size=image_size, width_cap=4, space_to_depth=4, plain_levels=0,
-                   reference_residual=True)
+                   reference_residual=True, tpe_bias=True)
 
     @property
     def is_authors_layout(self) -> bool:
         """True for the authors' network shape (any ngf/levels/size), whose keys match their checkpoints."""
-        return (self.width_cap, self.space_to_depth, self.plain_levels, self.reference_residual) == (8, 1, 0, False)
+        return (self.width_cap, self.space_to_depth, self.plain_levels, self.reference_residual,
+                self.tpe_bias) == (8, 1, 0, False, False)
+
+    @property
+    def unet_in_channels(self) -> int:
+        """Channels the U-Net's first convolution sees (after space-to-depth; TPE planes left out with tpe_bias)."""
+        return (IMAGE_CHANNELS if self.tpe_bias else self.in_channels) * self.space_to_depth ** 2
 
     def level_width(self, level: int) -> int:
         """Inner channel count of level 1..num_levels (1 = outermost)."""
@@ -140,14 +155,29 @@ class _ResUNet(nn.Module):
         level = UNetLevel(config.level_width(n - 1), config.level_width(n), residual=n > plain)
         for k in range(n - 1, 1, -1):
             level = UNetLevel(config.level_width(k - 1), config.level_width(k), level, residual=k > plain)
-        self.model = UNetLevel(config.in_channels * factor, config.level_width(1), level,
+        self.model = UNetLevel(config.unet_in_channels, config.level_width(1), level,
                                outermost_out_channels=config.out_channels * factor, residual=plain < 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 
-_REFERENCE_CLAMP = 0.995     # atanh(0.995) ~ 3: white/black reference pixels stay reachable by small corrections
+def space_to_depth(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, f*f*C, H/f, W/f] in channels-last memory; channel (i*f + j)*C + c holds pixel (i, j) of
+    each f x f block in channel c (TensorFlow's order: a block is one contiguous run of channels-last memory)."""
+    b, c, h, w = x.shape
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    blocks = nhwc.reshape(b, h // factor, factor, w // factor, factor * c).transpose(2, 3)
+    return blocks.reshape(b, h // factor, w // factor, factor * factor * c).permute(0, 3, 1, 2)
+
+
+def depth_to_space(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """The inverse of :func:`space_to_depth`, returned contiguous (NCHW)."""
+    b, channels, h, w = x.shape
+    c = channels // (factor * factor)
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    image = nhwc.reshape(b, h, w, factor, factor * c).transpose(2, 3).reshape(b, h * factor, w * factor, c)
+    return image.permute(0, 3, 1, 2).contiguous()
 
 
 class RenderGenerator(nn.Module):
@@ -157,6 +187,8 @@ class RenderGenerator(nn.Module):
         super().__init__()
         self.config = config
         self.netG = _ResUNet(config)
+        if config.tpe_bias:
+            self.tpe_projection = nn.Linear(config.in_channels - IMAGE_CHANNELS, config.unet_in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -165,13 +197,18 @@ class RenderGenerator(nn.Module):
         if tuple(x.shape[2:]) != (cfg.image_size, cfg.image_size):
             raise ValueError(f"renderer input must be {cfg.image_size}x{cfg.image_size} (config.image_size), "
                              f"got {x.shape[2]}x{x.shape[3]}")
-        if cfg.space_to_depth == 1:
-            y = self.netG(x)
-        else:
-            y = F.pixel_shuffle(self.netG(F.pixel_unshuffle(x, cfg.space_to_depth)), cfg.space_to_depth)
-        if cfg.reference_residual:
-            y = y + torch.atanh(x[:, REFERENCE_CHANNELS].clamp(-_REFERENCE_CLAMP, _REFERENCE_CLAMP))
-        return torch.tanh(y)
+        h = x[:, :IMAGE_CHANNELS] if cfg.tpe_bias else x
+        if cfg.space_to_depth > 1:
+            h = space_to_depth(h, cfg.space_to_depth)
+        if cfg.tpe_bias:         # the planes are constant (moda_core.tpe): their values at pixel (0, 0)
+            h = h + self.tpe_projection(x[:, IMAGE_CHANNELS:, 0, 0])[:, :, None, None]
+        y = self.netG(h)
+        if cfg.space_to_depth > 1:
+            y = depth_to_space(y, cfg.space_to_depth)
+        if not cfg.reference_residual:
+            return torch.tanh(y)
+        y = y + x[:, REFERENCE_CHANNELS]
+        return y if self.training else y.clamp(-1.0, 1.0)
 
 
 def _check_precision(precision: str) -> None:
@@ -207,7 +244,7 @@ def render(model: RenderGenerator, x: torch.Tensor, *, precision: Precision = "f
     weight = model.netG.model.model[0].weight
     if channels_last is None:
         channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-    if channels_last:
+    if channels_last and model.config.space_to_depth == 1:     # space-to-depth converts the layout itself
         x = x.contiguous(memory_format=torch.channels_last)
     if weight.dtype != torch.float32:
         y = model(x.to(weight.dtype))
