@@ -61,6 +61,8 @@ class WarpConfig:
     eye_close_start: float = 0.35            # eye closure (1 - opening / reference opening) where lids appear
     eye_close_full: float = 0.75             # closure where the lid covers the eye completely
     eye_feather: float = 1.5
+    person_grow: float = 4.0                 # px the person mask is grown by (the edge moves with the person)
+    person_feather: float = 2.0              # px of soft edge between the person and the still background
     max_regularise_steps: int = 8
     smoothing_steps: int = 60                # unfolding iterations (motion smoothed over flipping triangles)
 
@@ -144,13 +146,19 @@ def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 class WarpRenderer:
     """Warps ``subject``'s reference crop so its landmarks follow projected points; output ``size`` px square.
 
+    ``person_mask`` (optional, ``[H, W]`` person probability of the reference crop, e.g. from
+    :func:`reference_person_mask`) keeps the background still: the warped person is laid over the reference's own
+    background, whose part hidden behind the person is filled in once (``cv2.inpaint``), with a feathered edge.
+    Without it the whole crop is warped (the background near the head moves a little with it).
+
     ``face_center`` must be the one the targets were projected with (``project_repr``'s default: the authors'
     ``(256, 235, 128)``): the source points are placed consistently, so R equal to the subject's own pose and
     zero offsets reproduces the reference exactly.
     """
 
     def __init__(self, subject: Subject, size: int = 512, config: WarpConfig = WarpConfig(), *,
-                 face_center: Sequence[float] | str = AUTHORS_INFERENCE_FACE_CENTER):
+                 face_center: Sequence[float] | str = AUTHORS_INFERENCE_FACE_CENTER,
+                 person_mask: np.ndarray | None = None):
         from moda_core.pipeline import reference_at
         from moda_core.projection import resolve_face_center
 
@@ -164,6 +172,7 @@ class WarpRenderer:
         self.source_face, self.source_torso = face * self.scale, torso * self.scale
         self._build_mesh()
         self._build_lookup()
+        self._build_background(person_mask)
         self._sample_colours()
         self._grid = np.stack(np.meshgrid(np.arange(self.size, dtype=np.float32),
                                           np.arange(self.size, dtype=np.float32)), -1)
@@ -309,6 +318,34 @@ class WarpRenderer:
         matrix = np.zeros((NUM_FACE_POINTS, NUM_FACE_POINTS))
         matrix[free] = follow @ motion
         return csr_matrix(matrix)
+
+    def _build_background(self, person_mask: np.ndarray | None) -> None:
+        """The still background (see the class docstring): person alpha of the reference and the background
+        plate, equal to the reference wherever the person does not fully cover it (so an unmoved frame is
+        unchanged) and filled in (inpainted at half size) under the person."""
+        self._alpha = self._plate = None
+        if person_mask is None:
+            return
+        mask = np.asarray(person_mask, dtype=np.float32)
+        if mask.ndim != 2 or min(mask.shape) < 2 or not np.isfinite(mask).all():
+            raise ValueError(f"warp renderer: person_mask must be a finite [H, W] probability map, got shape "
+                             f"{list(mask.shape)}")
+        mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR) > 0.5
+        grow = max(1, int(round(self.config.person_grow * self.scale)))
+        mask = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+        alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=self.config.person_feather * self.scale)
+        hidden = alpha > 0.999
+        plate = self.reference.copy()
+        if hidden.any():
+            half = max(self.size // 2, 8)
+            small = cv2.resize(np.round(self.reference * 255).astype(np.uint8), (half, half),
+                               interpolation=cv2.INTER_AREA)
+            small_hole = cv2.resize(hidden.astype(np.uint8), (half, half), interpolation=cv2.INTER_NEAREST)
+            small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
+            filled = cv2.inpaint(small, small_hole, 5, cv2.INPAINT_TELEA)
+            filled = cv2.resize(filled, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            plate[hidden] = filled[hidden].astype(np.float32) / 255
+        self._alpha, self._plate = np.ascontiguousarray(alpha), plate
 
     def _sample_colours(self) -> None:
         """Lip and eyelid colours of the reference (medians of small patches)."""
@@ -582,6 +619,10 @@ class WarpRenderer:
             frame = cv2.remap(self.reference, map1, map2, dst=frames[b], interpolation=cv2.INTER_CUBIC,
                               borderMode=cv2.BORDER_REPLICATE)
             np.clip(frame, 0.0, 1.0, out=frame)                          # bicubic overshoots a little
+            if self._plate is not None:                                  # the person over the still background
+                alpha = cv2.remap(self._alpha, map1, map2, interpolation=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+                frame = cv2.blendLinear(frame, self._plate, alpha, 1.0 - alpha, dst=frames[b])
             self._paint_mouth(frame, face[b], float(mouth_open[b]))
             for side in EYES:
                 self._paint_eye(frame, face[b], side, float(eye_open[side][b]))
@@ -713,6 +754,16 @@ class WarpRenderer:
                       max(1, int(round(1.2 * self.scale))), cv2.LINE_AA, shift=4)
         lash = cv2.GaussianBlur(lash, (0, 0), sigmaX=max(0.6 * self.scale, 0.5)) * strength
         region += lash[..., None] * (lid.astype(np.float32) * 0.45 - region)
+
+
+def reference_person_mask(subject: Subject, models_dir=None) -> np.ndarray:
+    """Person probability ``[H, W]`` of ``subject``'s reference crop from the selfie segmenter (the model the
+    preprocessing uses), for :class:`WarpRenderer`'s ``person_mask``."""
+    from moda_core.preprocess.segmentation import PersonSegmenter
+
+    image = subject.reference_image.numpy() if hasattr(subject.reference_image, "numpy") else subject.reference_image
+    with PersonSegmenter(models_dir) as segmenter:
+        return segmenter.person_probability(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
 
 
 def source_points(subject: Subject, face_center: Sequence[float] | str = AUTHORS_INFERENCE_FACE_CENTER

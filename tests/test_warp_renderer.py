@@ -14,7 +14,7 @@ from moda_core.preprocess import subject_from_photo
 from moda_core.projection import project_repr
 from moda_core.repr import TalkingRepr
 from moda_core.warp_renderer import (INNER_LIP_LOWER, LIP_GAP, WarpConfig, WarpRenderer, eye_loop,
-                                     inner_lip_loop, signed_areas, source_points)
+                                     inner_lip_loop, reference_person_mask, signed_areas, source_points)
 
 PORTRAITS = ("macron.png", "obama.jpg", "hallo_woman.jpg", "sadtalker_woman.png")
 
@@ -87,6 +87,37 @@ def test_known_shift_moves_the_face_by_that_amount(macron):
     assert np.abs(to_levels(shifted[y0:y1, x0:x1]) - to_levels(reference[y0:y1, x0:x1])).mean() > 3
     # far corners (fixed border) stay still
     assert np.abs(to_levels(shifted[:8, :8]) - to_levels(reference[:8, :8])).max() <= 1
+
+
+def test_still_background_behind_a_moving_person(macron, data_dir):
+    mask = reference_person_mask(macron, data_dir / "models")
+    assert mask.shape == (512, 512) and 0.1 < (mask > 0.5).mean() < 0.9
+    renderer = WarpRenderer(macron, person_mask=mask)
+    plain = WarpRenderer(macron)
+    face, torso = targets(still_repr(1), macron)
+    still = renderer.render_points(face, torso)[0]
+    diff = np.abs(to_levels(still) - macron.reference_image.numpy().astype(np.int64))
+    rows, cols = mouth_box(face[0])
+    diff[rows, cols] = 0
+    assert diff.max() <= 1, "an unmoved frame is the reference"
+    dx = 14
+    moved = renderer.render_points(face + [dx, 0], torso + [dx, 0])[0]
+    moved_plain = plain.render_points(face + [dx, 0], torso + [dx, 0])[0]
+    person = cv2.dilate((mask > 0.5).astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    shifted = np.zeros_like(person)
+    shifted[:, dx:] = person[:, :-dx]
+    background = ~(person | shifted)
+    assert background.mean() > 0.1
+    # background pixels stay exactly where they are (the plain warp drags those near the head along)
+    assert np.abs(moved - renderer.reference)[background].max() < 1e-4
+    assert np.abs(moved_plain - plain.reference)[background].max() > 0.05
+    # the strip the person left (left edge of the head) shows background, not a stretched head
+    left = person & ~shifted
+    left &= ~cv2.dilate(shifted.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert left.sum() > 100
+    assert np.abs(moved - renderer._plate)[left].mean() < 0.02
+    with pytest.raises(ValueError, match="person_mask must be a finite"):
+        WarpRenderer(macron, person_mask=np.full((4, 4, 3), 0.5))
 
 
 def open_mouth(face: np.ndarray, amount: float) -> np.ndarray:
