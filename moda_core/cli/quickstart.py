@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "quickstart", help="prepare the bundled clip, train small MODA/FaCo/renderer models, animate speech",
         description="Offline end-to-end run on a CPU (about 8-10 minutes on 2 cores): prepares the bundled talking "
-                    "clip, trains small models of that person within a wall-clock budget, prints the held-out "
+                    "clip, trains small models of that person for fixed step counts (the same models on any CPU), prints the held-out "
                     "PSNR/SSIM of the renderer and writes a 512x512 video of the person saying the bundled "
                     "speech, then a second one of another person (samples/portrait.jpg) with the warp renderer, "
                     "which needs no training for that person. DIR then works with `moda animate --weights DIR --subject DIR/subject.safetensors`. Running it "
@@ -18,8 +18,8 @@ def register(subparsers) -> None:
                         help="output folder (default ./moda-quickstart): weights, subject.safetensors, the video, "
                              "sample/ and runs/")
     parser.add_argument("--minutes", type=float, default=None,
-                        help="wall-clock budget of all training (default 8; preparing, evaluating and animating "
-                             "add about a minute)")
+                        help="optional cap on all training: stops early and says so (default: none, the step "
+                             "budgets decide; about 8 minutes on an idle 2-core CPU)")
     parser.add_argument("--weights", type=Path, default=None,
                         help="folder with converted authors' moda.safetensors / faco.safetensors: those stages "
                              "are not trained")
@@ -66,7 +66,8 @@ def register_protocol(subparsers) -> None:
                     "sharpness ratio and landmark-follow error.")
     parser.add_argument("video", type=Path, help="talking clip with sound")
     parser.add_argument("--out", type=Path, required=True, help="output folder (weights, sample, videos)")
-    parser.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of all training")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="optional cap on all training (default: none, the quickstart's step budgets)")
     parser.add_argument("--weights", type=Path, default=None,
                         help="folder with converted authors' moda/faco .safetensors (not trained then)")
     parser.add_argument("--models", type=Path, default=None, help="folder with the MediaPipe models")

@@ -398,6 +398,11 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         generator, tpe = _starting_renderer(config)
         perceptual, perceptual_note = _perceptual(config)
         lr = config.lr or (1e-4 if config.init is not None else 1e-3)
+        train_dir.mkdir(exist_ok=True)
+        run = {"source": str(source), "sample": str(sample_dir), "seed": config.seed, "preset": config.preset,
+               "init": str(config.init) if config.init else None, "batch_size": config.batch_size, "lr": lr,
+               "perceptual": perceptual is not None, "fps": sample.fps}
+        _check_run(train_dir, run)
         discriminator = MultiscaleDiscriminator(preset_config("renderer_discriminator", config.preset))
         train_config = RendererTrainConfig(val_fraction=HELD_OUT_FRACTION, tpe=tpe, tpe_jitter=TPE_JITTER,
                                            face_center=CANONICALISATION_FACE_CENTER, lr=lr,
@@ -409,11 +414,6 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
                                  .round().astype(int).tolist()))
         preview_item = len(held_out) // 2
 
-        train_dir.mkdir(exist_ok=True)
-        run = {"source": str(source), "sample": str(sample_dir), "seed": config.seed, "preset": config.preset,
-               "init": str(config.init) if config.init else None, "batch_size": config.batch_size, "lr": lr,
-               "perceptual": perceptual is not None, "fps": sample.fps}
-        _check_run(train_dir, run)
         done = saved_step(run_dir)
         curve_path = train_dir / "curve.json"
         curve = [p for p in json.loads(curve_path.read_text())

@@ -11,8 +11,10 @@ Stages (each prints one summary line with its time):
 7. warp      a photo of another person (``samples/portrait.jpg``) says the same speech with the trained MODA and
              FaCo-Net and the warp renderer (no renderer training) -> ``<out>/<photo>-<audio>-warp.mp4``.
 
-Training runs against one wall-clock budget (``minutes``: MODA and FaCo-Net get fixed shares, the renderer
-the rest) and step caps. With converted authors' weights (``moda.safetensors`` / ``faco.safetensors`` in
+Training is budgeted in optimiser steps (``max_steps``), so the same inputs and seed give the same models on
+any machine of a kind; the counts are what the earlier 8-minute budget reached on an idle 2-core CPU
+(``benchmarks/bench_quickstart_steps.py``). ``minutes`` is an optional cap on all training (MODA and FaCo-Net get
+fixed shares, the renderer the rest): it stops early and says so. With converted authors' weights (``moda.safetensors`` / ``faco.safetensors`` in
 ``weights`` or in the output folder, not from an earlier quickstart run) those stages are not trained.
 Running it again on the same folder reuses the prepared sample and continues each run from its last state.
 
@@ -43,6 +45,8 @@ SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
 OUTPUT_SIZE = 512
 HELD_OUT_FRACTION = 0.2   # the trainers' default val_fraction: the last 20 % of the clip
 TPE_JITTER = 9000          # frames (5 minutes at 30 fps): audio up to that length stays within trained TPE values
+QUICKSTART_STEPS = {"moda": 560, "faco": 2000, "renderer": 320}
+"""Steps per stage: about what 8 minutes of training reached on an idle 2-core CPU (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,9 @@ class QuickstartConfig:
     photo: Path | None = SAMPLES_DIR / "portrait.jpg"   # animated with the warp renderer at the end (None: skip)
     models_dir: Path = SAMPLES_DIR / "models"     # face_landmarker.task, selfie_segmenter.tflite
     weights: Path | None = None                   # folder with converted authors' moda/faco .safetensors
-    minutes: float = 8.0                          # wall-clock budget of all training together
-    stage_shares: dict[str, float] = field(default_factory=lambda: {"moda": 0.12, "faco": 0.06})
-    max_steps: dict[str, int] = field(default_factory=lambda: {"moda": 3000, "faco": 2000, "renderer": 4000})
+    minutes: float | None = None                  # optional cap on all training together (stops early)
+    stage_shares: dict[str, float] = field(default_factory=lambda: {"moda": 0.12, "faco": 0.06})   # of the cap
+    max_steps: dict[str, int] = field(default_factory=lambda: dict(QUICKSTART_STEPS))   # the budget
     val_every: dict[str, int] = field(default_factory=lambda: {"moda": 10, "faco": 5, "renderer": 1})   # epochs
     batch_size: int = 4
     fps: float = 30.0
@@ -88,10 +92,12 @@ def _given_weights(config: QuickstartConfig, kind: str) -> Path | None:
     return None
 
 
-def _summary(kind: str, result: TrainResult) -> str:
+def _summary(kind: str, result: TrainResult, budget: int | None = None) -> str:
     best = f", best val loss {result.best_val:.4g} at step {result.best_step}" if result.best_val is not None else ""
+    early = (f" (the --minutes cap, before the {budget}-step budget: run again to continue)"
+             if result.stopped_by == "minutes" and budget is not None else "")
     return (f"{kind}: {result.step} steps ({result.epoch} epochs) in {result.seconds:.0f} s, stopped by "
-            f"{result.stopped_by or 'nothing left to do'}{best}")
+            f"{result.stopped_by or 'nothing left to do'}{early}{best}")
 
 
 def _check_moda_motion(path: Path, sample, steps: int, log: Callable[[str], None]) -> None:
@@ -148,12 +154,13 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
     sample = load_sample(sample_dir, fps=config.fps)
     subject_path = Path(shutil.copyfile(sample_dir / "subject.safetensors", out / "subject.safetensors"))
 
-    # 2-4. training against one wall-clock deadline
-    deadline = time.monotonic() + 60.0 * config.minutes
+    # 2-4. training for the step budgets (a --minutes cap stops early)
+    deadline = None if config.minutes is None else time.monotonic() + 60.0 * config.minutes
     tpe = TPEConfig()
 
-    def loop(kind: str, minutes: float) -> LoopConfig:
-        return LoopConfig(max_steps=config.max_steps[kind], max_minutes=max(minutes, 0.1),
+    def loop(kind: str, minutes: float | None) -> LoopConfig:
+        cap = None if minutes is None else max(minutes, 0.1)
+        return LoopConfig(max_steps=config.max_steps[kind], max_minutes=cap,
                           batch_size=config.batch_size, val_every=config.val_every[kind], seed=config.seed,
                           device=str(device), progress=config.progress)
 
@@ -173,9 +180,9 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
             log(f"{kind}: using the given weights {given} (not trained)")
             continue
         tic = time.monotonic()
-        result = train(config.stage_shares[kind] * config.minutes)
+        result = train(None if config.minutes is None else config.stage_shares[kind] * config.minutes)
         timed(kind, tic)
-        log(_summary(kind, result))
+        log(_summary(kind, result, config.max_steps[kind]))
         if kind == "moda":
             _check_moda_motion(out / WEIGHT_FILES["moda"], sample,
                                result.step if result.best_step is None else result.best_step, log)
@@ -184,9 +191,10 @@ def run_quickstart(config: QuickstartConfig = QuickstartConfig(), log: Callable[
                                           perceptual_weight=10.0 if device.type == "cuda" else 0.0)
     result = train_renderer([sample], out, model_config=preset_config("renderer", "small"),
                             discriminator_config=preset_config("renderer_discriminator", "small"),
-                            config=renderer_config, loop=loop("renderer", (deadline - time.monotonic()) / 60.0))
+                            config=renderer_config,
+                            loop=loop("renderer", None if deadline is None else (deadline - time.monotonic()) / 60.0))
     timed("renderer", tic)
-    log(_summary("renderer", result))
+    log(_summary("renderer", result, config.max_steps["renderer"]))
 
     # 5. held-out evaluation
     tic = time.monotonic()
