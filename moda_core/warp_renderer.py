@@ -151,6 +151,10 @@ class WarpRenderer:
     background, whose part hidden behind the person is filled in once (``cv2.inpaint``), with a feathered edge.
     Without it the whole crop is warped (the background near the head moves a little with it).
 
+    ``open_mouth_frame`` (optional, for subjects from a video: ``(image [H, W, 3], face points [478, 2] in
+    512-px crop coordinates)``, one of its own frames with the mouth open, see :func:`most_open_mouth`) gives the
+    mouth interior: that frame's mouth, moved onto the current inner lips, instead of the painted one.
+
     ``face_center`` must be the one the targets were projected with (``project_repr``'s default: the authors'
     ``(256, 235, 128)``): the source points are placed consistently, so R equal to the subject's own pose and
     zero offsets reproduces the reference exactly.
@@ -158,7 +162,8 @@ class WarpRenderer:
 
     def __init__(self, subject: Subject, size: int = 512, config: WarpConfig = WarpConfig(), *,
                  face_center: Sequence[float] | str = AUTHORS_INFERENCE_FACE_CENTER,
-                 person_mask: np.ndarray | None = None):
+                 person_mask: np.ndarray | None = None,
+                 open_mouth_frame: tuple[np.ndarray, np.ndarray] | None = None):
         from moda_core.pipeline import reference_at
         from moda_core.projection import resolve_face_center
 
@@ -173,6 +178,7 @@ class WarpRenderer:
         self._build_mesh()
         self._build_lookup()
         self._build_background(person_mask)
+        self._set_open_mouth(open_mouth_frame)
         self._sample_colours()
         self._grid = np.stack(np.meshgrid(np.arange(self.size, dtype=np.float32),
                                           np.arange(self.size, dtype=np.float32)), -1)
@@ -347,6 +353,22 @@ class WarpRenderer:
             plate[hidden] = filled[hidden].astype(np.float32) / 255
         self._alpha, self._plate = np.ascontiguousarray(alpha), plate
 
+    def _set_open_mouth(self, open_mouth_frame) -> None:
+        self._mouth_image = self._mouth_points = None
+        if open_mouth_frame is None:
+            return
+        image, points = open_mouth_frame
+        image = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
+        points = np.asarray(points.numpy() if hasattr(points, "numpy") else points, dtype=np.float64)
+        if image.ndim != 3 or image.shape[2] < 3 or points.shape != (NUM_FACE_POINTS, 2) or not np.isfinite(points).all():
+            raise ValueError(f"warp renderer: open_mouth_frame must be (image [H, W, 3], finite face points "
+                             f"[{NUM_FACE_POINTS}, 2]), got {list(image.shape)} and {list(points.shape)}")
+        image = image[..., :3].astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
+        h, w = image.shape[:2]
+        self._mouth_image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA) \
+            if (h, w) != (self.size, self.size) else np.ascontiguousarray(image)
+        self._mouth_points = points * [self.size / IMAGE_SIZE, self.size / IMAGE_SIZE]
+
     def _sample_colours(self) -> None:
         """Lip and eyelid colours of the reference (medians of small patches)."""
         image, face = self.reference, self.source_face
@@ -390,9 +412,7 @@ class WarpRenderer:
     # ------------------------------------------------------------ measures
     def _mouth_opening(self, face: np.ndarray) -> np.ndarray:
         """Lip gap / mouth width ``[B]`` of faces ``[B, 478, 2]``."""
-        gap = np.linalg.norm(face[:, LIP_GAP[0]] - face[:, LIP_GAP[1]], axis=-1)
-        width = np.linalg.norm(face[:, MOUTH_CORNERS[0]] - face[:, MOUTH_CORNERS[1]], axis=-1)
-        return gap / np.maximum(width, 1e-6)
+        return mouth_opening(face)
 
     def _eye_opening(self, face: np.ndarray, side: str) -> np.ndarray:
         a, b, upper, lower = EYES[side][:4]
@@ -670,6 +690,10 @@ class WarpRenderer:
             return
         x0, y0, x1, y1 = roi
         mask = self._mask(polygon, roi, feather) * strength
+        region = frame[y0:y1, x0:x1]
+        if self._mouth_image is not None:                # the subject's own open mouth, moved onto these lips
+            region += mask[..., None] * (self._own_interior(face, roi) - region)
+            return
         left, right = face[MOUTH_CORNERS[0]], face[MOUTH_CORNERS[1]]
         axis = right - left
         width = max(float(np.linalg.norm(axis)), 1e-6)
@@ -715,8 +739,18 @@ class WarpRenderer:
             teeth = teeth_colour * shade * tooth_lines[..., None]
             edge = edge * teeth_weight
             colour = colour * (1 - edge) + teeth * edge
-        region = frame[y0:y1, x0:x1]
         region += mask[..., None] * (colour.astype(np.float32) - region)
+
+    def _own_interior(self, face: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+        """The stored open-mouth frame over ``roi``, moved by the least-squares affine map that takes this
+        frame's inner lips (``face`` in output px) onto the stored frame's."""
+        x0, y0, x1, y1 = roi
+        loop = inner_lip_loop()
+        target = np.concatenate([face[loop], np.ones((len(loop), 1))], 1)
+        to_source = np.linalg.lstsq(target, self._mouth_points[loop], rcond=None)[0].T      # [2, 3]
+        to_source[:, 2] += to_source[:, :2] @ [x0, y0]
+        return cv2.warpAffine(self._mouth_image, to_source, (x1 - x0, y1 - y0),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
     def eye_lid_strength(self, side: str, opening: float) -> float:
         """0..1: how much eyelid skin covers the ``side`` eye at a lid gap / eye width of ``opening``."""
@@ -754,6 +788,22 @@ class WarpRenderer:
                       max(1, int(round(1.2 * self.scale))), cv2.LINE_AA, shift=4)
         lash = cv2.GaussianBlur(lash, (0, 0), sigmaX=max(0.6 * self.scale, 0.5)) * strength
         region += lash[..., None] * (lid.astype(np.float32) * 0.45 - region)
+
+
+def mouth_opening(face: np.ndarray) -> np.ndarray:
+    """Lip gap / mouth width ``[B]`` of faces ``[B, 478, 2]``."""
+    gap = np.linalg.norm(face[:, LIP_GAP[0]] - face[:, LIP_GAP[1]], axis=-1)
+    width = np.linalg.norm(face[:, MOUTH_CORNERS[0]] - face[:, MOUTH_CORNERS[1]], axis=-1)
+    return gap / np.maximum(width, 1e-6)
+
+
+def most_open_mouth(faces: np.ndarray) -> int:
+    """Index of the frame whose lips are furthest apart (lip gap / mouth width) among faces ``[T, 478, 2]``:
+    the frame a video subject's mouth interior is taken from."""
+    faces = np.asarray(faces, dtype=np.float64)
+    if faces.ndim != 3 or faces.shape[0] < 1 or faces.shape[1:] != (NUM_FACE_POINTS, 2):
+        raise ValueError(f"most_open_mouth: faces must be [T >= 1, {NUM_FACE_POINTS}, 2], got {list(faces.shape)}")
+    return int(np.argmax(np.nan_to_num(mouth_opening(faces), nan=-1.0)))
 
 
 def reference_person_mask(subject: Subject, models_dir=None) -> np.ndarray:

@@ -14,7 +14,8 @@ from moda_core.preprocess import subject_from_photo
 from moda_core.projection import project_repr
 from moda_core.repr import TalkingRepr
 from moda_core.warp_renderer import (INNER_LIP_LOWER, LIP_GAP, WarpConfig, WarpRenderer, eye_loop,
-                                     inner_lip_loop, reference_person_mask, signed_areas, source_points)
+                                     inner_lip_loop, most_open_mouth, reference_person_mask, signed_areas,
+                                     source_points)
 
 PORTRAITS = ("macron.png", "obama.jpg", "hallo_woman.jpg", "sadtalker_woman.png")
 
@@ -154,6 +155,37 @@ def test_mouth_interior_appears_only_when_the_lips_open(subjects):
     assert np.abs(frame - plain)[inside].mean() > 0.1
     outside = ~cv2.dilate(cavity, np.ones((15, 15), np.uint8)).astype(bool)
     assert np.abs(frame - plain)[outside].max() < 1e-6, "only the cavity is painted"
+
+
+def test_video_subject_takes_its_mouth_interior_from_its_own_frame(subjects):
+    subject = subjects["hallo_woman.jpg"][0]
+    face, torso = targets(still_repr(1), subject)
+    frames = np.concatenate([face, open_mouth(face, 3.0), open_mouth(face, 16.0), open_mouth(face, 8.0)])
+    assert most_open_mouth(frames) == 2
+    texture = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(texture, (0, 0), 2.0)                 # the "video frame" with its mouth open
+    own = WarpRenderer(subject, open_mouth_frame=(texture, frames[2]))
+    painted = WarpRenderer(subject)
+    wide = open_mouth(face, 14.0)
+    frame, synthetic = own.render_points(wide, torso)[0], painted.render_points(wide, torso)[0]
+    cavity = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(cavity, [np.round(wide[0, inner_lip_loop()]).astype(np.int32)], 1)
+    inside = cv2.erode(cavity, np.ones((5, 5), np.uint8)).astype(bool)
+    assert inside.sum() > 150
+    # the cavity shows the stored frame moved onto these lips (the lips differ a little: a close affine fit)
+    loop = inner_lip_loop()
+    to_source = np.linalg.lstsq(np.concatenate([wide[0, loop], np.ones((len(loop), 1))], 1), frames[2, loop],
+                                rcond=None)[0].T
+    expected = cv2.warpAffine(texture.astype(np.float32) / 255, to_source, (512, 512),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    assert np.abs(frame - expected)[inside].mean() < 0.02
+    assert np.abs(frame - synthetic)[inside].mean() > 0.1
+    outside = ~cv2.dilate(cavity, np.ones((15, 15), np.uint8)).astype(bool)
+    assert np.abs(frame - synthetic)[outside].max() < 1e-6, "only the cavity differs"
+    closed = own.render_points(face, torso)[0]
+    assert np.abs(closed - painted.render_points(face, torso)[0]).max() < 1e-6, "a closed mouth shows no interior"
+    with pytest.raises(ValueError, match="open_mouth_frame must be"):
+        WarpRenderer(subject, open_mouth_frame=(texture, frames[2, :100]))
 
 
 def test_closed_eyes_are_covered_with_eyelid_skin(macron):

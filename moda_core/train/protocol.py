@@ -142,7 +142,7 @@ def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str
     from moda_core.projection import project_repr
     from moda_core.train.datasets import load_sample, read_frame, split_range
     from moda_core.video import VideoWriter
-    from moda_core.warp_renderer import WarpRenderer, reference_person_mask
+    from moda_core.warp_renderer import WarpRenderer, most_open_mouth, reference_person_mask
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,8 +164,14 @@ def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str
     truth = sample.repr.slice_time(start, start + count)
     face, torso = (p[..., :2].numpy() for p in project_repr(truth, subject, face_center="canonical"))
 
+    train = split_range(sample.num_frames, "train", HELD_OUT_FRACTION)
+    train_faces = project_repr(sample.repr.slice_time(train.start, train.stop), sample.subject,
+                               face_center="canonical")[0][..., :2].numpy()
+    open_index = most_open_mouth(train_faces)              # the mouth interior comes from the subject's own frames
     renderer = WarpRenderer(subject, size=size, face_center="canonical",
-                            person_mask=reference_person_mask(subject, models_dir))   # still background
+                            person_mask=reference_person_mask(subject, models_dir),     # still background
+                            open_mouth_frame=(read_frame(sample, train.start + open_index, size).numpy(),
+                                              train_faces[open_index]))
     wave, _ = load_audio(sample_dir / "audio.wav")
     audio = wave[int(round(start / sample.fps * SAMPLE_RATE)):int(round((start + count) / sample.fps * SAMPLE_RATE))]
     path = out / "protocol-warp.mp4"
