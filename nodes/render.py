@@ -13,9 +13,29 @@ from moda_core.render_settings import RenderSettings
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_POINTS, MODA_RENDERER, MODA_SUBJECT, node_error
-from .util import expect, expect_images, expect_net, progress_callback
+from .util import expect, expect_images, expect_net, file_stamp, log, progress_callback
 
 PASTE_CHUNK = 16                         # frames pasted between progress updates / cancel checks
+RENDER_BACKENDS = ("torch", "openvino", "auto")
+_CPU_BACKENDS: dict[tuple, object] = {}  # (file, stamp, dtype, backend) -> RendererBackend, the latest only
+
+
+def _cpu_backend(renderer, backend: str):
+    """The OpenVINO (or, for "auto", the faster) backend for a loaded renderer that runs on the CPU; None where
+    torch it is (then the node renders with the loaded module as usual). Converted once per file and precision."""
+    import copy
+
+    from moda_core.checkpoints import content_hash
+    from moda_core.render_backends import TorchBackend, select_backend
+
+    key = (renderer.path, file_stamp(renderer.path), str(renderer.dtype), backend)
+    if key not in _CPU_BACKENDS:
+        _CPU_BACKENDS.clear()
+        model = copy.deepcopy(renderer.module).float().cpu()
+        chosen = select_backend(model, "cpu", backend, renderer.precision, weights_hash=content_hash(renderer.path),
+                                log=lambda line: log.warning("MODA Render: %s", line))
+        _CPU_BACKENDS[key] = None if isinstance(chosen, TorchBackend) else chosen
+    return _CPU_BACKENDS[key]
 
 
 def _fit(conditions: torch.Tensor, size: int) -> torch.Tensor:
@@ -61,6 +81,11 @@ class MODARender(io.ComfyNode):
                 io.Int.Input("batch_size", default=8, min=1, max=256, step=1,
                              tooltip="Frames rendered at once: more is faster on a large GPU, fewer needs less "
                                      "memory. The result does not depend on it."),
+                io.Combo.Input("backend", options=list(RENDER_BACKENDS), default="torch", optional=True,
+                               tooltip="Where the renderer runs when ComfyUI computes on the CPU: torch (the loaded "
+                                       "network), openvino (converted once and cached; needs `pip install "
+                                       "openvino`, else torch with a log line), auto (OpenVINO when installed and "
+                                       "faster in a one-frame probe). On a GPU always torch."),
             ],
             outputs=[io.Image.Output("images", display_name="images",
                                      tooltip="The rendered frames [T, S, S, 3] in 0..1 (S = renderer size).")],
@@ -68,7 +93,7 @@ class MODARender(io.ComfyNode):
 
     @classmethod
     def execute(cls, conditions: torch.Tensor, subject: Subject, renderer, start_frame: int,
-                batch_size: int) -> io.NodeOutput:
+                batch_size: int, backend: str = "torch") -> io.NodeOutput:
         name = cls.DISPLAY_NAME
         conditions = expect_images(name, "conditions", conditions)
         if conditions.shape[1] != conditions.shape[2]:
@@ -79,6 +104,12 @@ class MODARender(io.ComfyNode):
         size = renderer.module.config.image_size
         reference = reference_at(subject, size)
         settings = getattr(renderer.module, "render_settings", RenderSettings())
+        if backend not in RENDER_BACKENDS:
+            raise node_error(name, "backend", f"unknown option {backend!r}", f"pick one of {', '.join(RENDER_BACKENDS)}")
+        cpu = None if backend == "torch" or renderer.device.type != "cpu" else _cpu_backend(renderer, backend)
+        if cpu is not None:
+            return io.NodeOutput(_map_chunks(conditions, batch_size, lambda start, batch: render_batch(
+                cpu, _fit(batch.to(torch.float32), size), reference, start_frame + start, tpe=settings.tpe)))
         with renderer.active() as net:
             return io.NodeOutput(_map_chunks(conditions, batch_size, lambda start, batch: render_batch(
                 net, _fit(batch.to(torch.float32), size), reference, start_frame + start, tpe=settings.tpe,

@@ -41,3 +41,16 @@ def parity_dir(shared_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def reference_dir(shared_root: Path) -> Path:
     return shared_root / "reference"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def same_cpu_everywhere(tmp_path_factory):
+    """Tests see a CPU without fast bf16 (precision auto -> fp32, as on most CI runners) whatever they run on;
+    tests of the bf16 rule patch ``cpu_flags`` themselves. Converted networks and backend probes go to a
+    session folder, not ~/.cache/moda."""
+    from moda_core import render_backends
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(render_backends, "cpu_flags", lambda: {"sse4_2", "avx", "avx2", "fma"})
+        patch.setenv("MODA_CACHE_DIR", str(tmp_path_factory.mktemp("moda-cache")))
+        yield

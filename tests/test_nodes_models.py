@@ -64,7 +64,7 @@ def test_pipeline_node_sockets(moda_nodes):
         ["MODA_REPR"])
     assert sockets(infos["MODA_Render"]) == (
         [("conditions", "IMAGE"), ("subject", "MODA_SUBJECT"), ("renderer", "MODA_RENDERER"), ("start_frame", "INT"),
-         ("batch_size", "INT")], [], ["IMAGE"])
+         ("batch_size", "INT")], [("backend", "COMBO")], ["IMAGE"])
     assert sockets(infos["MODA_PasteBack"]) == (
         [("images", "IMAGE"), ("subject", "MODA_SUBJECT"), ("feather", "INT")], [], ["IMAGE"])
     assert sockets(infos["MODA_SaveSubject"]) == (
@@ -84,8 +84,7 @@ def test_model_folder_registered_with_safetensors_only(moda_nodes, moda_dir, com
 
 # ---------------------------------------------------------------- loaders
 @pytest.mark.parametrize("node_id", LOADERS)
-def test_loader_returns_cached_net(moda_nodes, moda_dir, node_id, monkeypatch):
-    monkeypatch.setattr("moda_core.render_backends.cpu_flags", lambda: {"avx2"})     # a CPU without fast bf16
+def test_loader_returns_cached_net(moda_nodes, moda_dir, node_id):
     kind = LOADERS[node_id][0]
     weights = "moda.safetensors" if kind in ("moda", "audio_encoder") else f"{kind}.safetensors"
     net = run_node(moda_nodes[node_id], weights=weights, precision="auto").args[0]
