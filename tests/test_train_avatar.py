@@ -246,3 +246,25 @@ def test_disk_full_keeps_the_last_good_checkpoint(reference_run, sample_dir, tmp
     monkeypatch.setattr(loop, "save_model", original)
     train_avatar(sample_dir, out, TINY, log=lambda line: None)          # space again: resumes from step 2
     assert _same(_weights(out), _weights(reference_run[0].out_dir))
+
+
+def test_perceptual_term_uses_local_vgg19_weights_only(tmp_path, monkeypatch):
+    from moda_core.train.avatar import VGG19_FILE, _perceptual
+    from moda_core.train.losses import VGG19Features
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))          # an empty hub cache
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **k: pytest.fail("no download"))
+    loss, note = _perceptual(replace(TINY, perceptual=None, models_dir=tmp_path))
+    assert loss is None and note.startswith("off (no vgg19")
+    with pytest.raises(AvatarError, match="needs the VGG19 weights"):
+        _perceptual(replace(TINY, perceptual=True, models_dir=tmp_path))
+    torch.manual_seed(3)
+    weights = {k: v for k, v in VGG19Features().state_dict().items()}
+    torch.save({**weights, "classifier.0.weight": torch.zeros(1)}, tmp_path / VGG19_FILE)   # torchvision's layout
+    loss, note = _perceptual(replace(TINY, perceptual=None, models_dir=tmp_path))
+    assert note == f"on (VGG19 from {tmp_path / VGG19_FILE})"
+    assert _same(loss.vgg.state_dict(), weights)
+    fake, real = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    assert float(loss(fake, real)) > 0 and float(loss(real, real)) == 0.0
+    assert _perceptual(replace(TINY, perceptual=None, models_dir=tmp_path))[0] is not None
+    assert _perceptual(replace(TINY, perceptual=False, models_dir=tmp_path))[0] is None
