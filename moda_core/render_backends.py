@@ -285,6 +285,8 @@ class OpenVINOBackend(RendererBackend):
 
         import openvino as ov
 
+        from moda_core.fileio import current_umask
+
         cfg = renderer.config
         model = copy.deepcopy(renderer).float().to(memory_format=torch.contiguous_format).eval()
         example = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size,
@@ -297,6 +299,7 @@ class OpenVINOBackend(RendererBackend):
         scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=xml.parent.parent))
         try:
             ov.save_model(converted, str(scratch / xml.name), compress_to_fp16=False)
+            os.chmod(scratch, 0o777 & ~current_umask())        # mkdtemp makes 0700
             try:
                 os.replace(scratch, xml.parent)
             except OSError:                               # another process wrote it first
