@@ -151,6 +151,7 @@ def _forbid_work(monkeypatch):
     ["animate", "--image", "{portrait}", "--audio", "{audio}", "--out", "{tmp}/out/x.mp4"],
     ["render", "--repr", "{audio}", "--subject", "{portrait}", "--out", "{tmp}/out/x.mp4"],
     ["train", "renderer", "{tmp}", "--out", "{tmp}/out"],
+    ["train", "avatar", "{audio}", "--out", "{tmp}/out"],
     ["quickstart", "--out", "{tmp}/out"],
     ["bench"],
     ["eval", "--generated-video", "{audio}", "--syncnet", "{audio}"],
