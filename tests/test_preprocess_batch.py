@@ -7,6 +7,7 @@ import os
 import pytest
 
 from moda_core.cli import main
+from moda_core.fileio import current_umask
 from moda_core.preprocess.batch import is_prepared_sample, prepare_videos, video_files
 
 CLIPS = ("may_5s.mp4", "vr_man_5s.mp4")
@@ -86,6 +87,7 @@ def test_single_file_skips_a_finished_sample(tmp_path, data_dir, capsys):
     args = ["prepare", "video", str(data_dir / "video/may_5s.mp4"), "--out", str(out), "--fps", "25",
             "--max-seconds", "0.2", "--models", str(data_dir / "models")]
     assert main(args) == 0 and is_prepared_sample(out)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~current_umask(), "the usual folder mode, not mkdtemp's 0700"
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("skipped: may_5s.mp4")

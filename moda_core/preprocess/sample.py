@@ -38,6 +38,7 @@ import torch
 from scipy.io import wavfile
 from scipy.ndimage import uniform_filter1d
 
+from moda_core.fileio import current_umask
 from moda_core.landmarks import eye_indices, mouth_indices
 from moda_core.preprocess.audio import AUDIO_RATE, load_audio
 from moda_core.preprocess.crop import CropBox, crop_box_for
@@ -321,6 +322,7 @@ def prepare_video_sample(video: str | os.PathLike, out_dir: str | os.PathLike, f
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         summary = _write_sample(tmp, info, fps, track, audio, max_seconds, models_dir, progress)
+        os.chmod(tmp, 0o777 & ~current_umask())          # mkdtemp made it 0700
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
