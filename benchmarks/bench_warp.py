@@ -1,7 +1,8 @@
 """Warp renderer speed: frames/s at 512x512 on one core (target >= 100), with talking motion (head turns up to
 +-12 deg, the mouth opening and closing, a blink every second).
 
-    python benchmarks/bench_warp.py [--frames 300] [--size 512] [--repeats 3] [--image samples/portrait.jpg]
+    python benchmarks/bench_warp.py [--frames 300] [--size 512] [--repeats 3] [--no-background]
+        [--image samples/portrait.jpg]
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ cv2.setNumThreads(1)
 from moda_core.landmarks import eye_contour_indices, eye_indices, mouth_indices  # noqa: E402
 from moda_core.projection import project_repr  # noqa: E402
 from moda_core.repr import TalkingRepr  # noqa: E402
-from moda_core.warp_renderer import WarpConfig, WarpRenderer  # noqa: E402
+from moda_core.warp_renderer import WarpConfig, WarpRenderer, reference_person_mask  # noqa: E402
 
 
 def talking_motion(subject, frames: int) -> TalkingRepr:
@@ -60,13 +61,15 @@ def main() -> None:
     samples = Path(__file__).resolve().parents[1] / "samples"
     parser.add_argument("--image", type=Path, default=samples / "portrait.jpg")
     parser.add_argument("--repeats", type=int, default=3, help="take the best of this many timings")
+    parser.add_argument("--no-background", action="store_true", help="warp the whole crop (no still background)")
     args = parser.parse_args()
     from moda_core.preprocess import subject_from_photo
 
     subject, _ = subject_from_photo(args.image, models_dir=samples / "models")
     face, torso = project_repr(talking_motion(subject, args.frames), subject)
     face, torso = face[..., :2].numpy(), torso[..., :2].numpy()
-    renderer = WarpRenderer(subject, args.size, WarpConfig(map_size=args.map_size))
+    mask = None if args.no_background else reference_person_mask(subject, samples / "models")
+    renderer = WarpRenderer(subject, args.size, WarpConfig(map_size=args.map_size), person_mask=mask)
     renderer.render_points(face[:4], torso[:4])                          # warm-up
 
     def cpu_ms(run, count: int) -> float:
@@ -97,7 +100,8 @@ def main() -> None:
     raw = renderer._raw_targets(*renderer._check(face, torso))[0]
     flips = np.array([renderer._flipped(p).sum() for p in raw])
     print(f"warp renderer: {fps:6.1f} frames/s of CPU time at {args.size}x{args.size} on 1 thread ({args.frames} "
-          f"frames of talking motion, map grid {args.map_size}, best of {args.repeats}; wall clock {wall_fps:.1f} "
+          f"frames of talking motion, map grid {args.map_size}, still background "
+          f"{'off' if args.no_background else 'on'}, best of {args.repeats}; wall clock {wall_fps:.1f} "
           f"frames/s); target >= 100: {'met' if fps >= 100 else 'NOT met'}")
     print(f"  per frame: targets + unfolding {targets_ms:.2f} ms, inverse map {map_ms:.2f} ms, "
           f"remap (bicubic) {remap_ms:.2f} ms, painting, background and the rest "

@@ -597,6 +597,7 @@ class WarpRenderer:
             candidates = np.concatenate([self._ring[triangle[active]], self._ring[previous]], 1)
             self._locate(active, candidates, inverse, valid, tx, ty, sx, sy, affine)
         g = int(round(np.sqrt(tx.size)))
+        self._coarse_source = (sx.reshape(g, g), sy.reshape(g, g))
         disp = np.stack([sx - tx, sy - ty], -1).astype(np.float32).reshape(g, g, 2)
         if g != self.size:
             disp = cv2.resize(disp, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
@@ -640,8 +641,10 @@ class WarpRenderer:
                               borderMode=cv2.BORDER_REPLICATE)
             np.clip(frame, 0.0, 1.0, out=frame)                          # bicubic overshoots a little
             if self._plate is not None:                                  # the person over the still background
-                alpha = cv2.remap(self._alpha, map1, map2, interpolation=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REPLICATE)
+                alpha = cv2.remap(self._alpha, *self._coarse_source, interpolation=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)           # on the coarse grid: a soft edge
+                if alpha.shape[0] != self.size:
+                    alpha = cv2.resize(alpha, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
                 frame = cv2.blendLinear(frame, self._plate, alpha, 1.0 - alpha, dst=frames[b])
             self._paint_mouth(frame, face[b], float(mouth_open[b]))
             for side in EYES:
