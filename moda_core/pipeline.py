@@ -176,6 +176,7 @@ class AnimateOptions:
     layout: Literal["render", "debug"] = "render"    # debug: [render | reference | condition]
     noise: RecordedNoise | None = None               # recorded VAE draw replayed instead of seeded sampling
     renderer: Literal["neural", "warp"] = "neural"   # warp: any photo, no renderer weights (moda_core.warp_renderer)
+    models_dir: str | Path | None = None             # warp: MediaPipe models folder -> still background (None: off)
     frame_count: FrameCount = "exact"                # "authors": their float64 count and multi-window merge
     quantize: Literal["round", "truncate"] = "round"  # 8-bit output; "truncate" is the authors' astype(uint8)
 
@@ -443,7 +444,11 @@ def _warp_renderer(models_or_renderer, subject: Subject, options: AnimateOptions
     if isinstance(models_or_renderer, WarpRenderer):
         return models_or_renderer
     if options.renderer == "warp":
-        return WarpRenderer(subject, REFERENCE_SIZE, face_center=options.face_center or AUTHORS_INFERENCE_FACE_CENTER)
+        from moda_core.warp_renderer import reference_person_mask
+
+        mask = None if options.models_dir is None else reference_person_mask(subject, options.models_dir)
+        return WarpRenderer(subject, REFERENCE_SIZE, face_center=options.face_center or AUTHORS_INFERENCE_FACE_CENTER,
+                            person_mask=mask)
     if getattr(models_or_renderer, "renderer", models_or_renderer) is None:
         raise ValueError("no neural renderer is loaded (no renderer.safetensors in the weights folder); render "
                          "with renderer='warp' (`--renderer warp`), which needs no renderer weights, or add the "

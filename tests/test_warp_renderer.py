@@ -310,6 +310,17 @@ def test_pipeline_renders_with_warp_without_renderer_weights(weights_without_ren
         AnimateOptions(renderer="gan")
 
 
+def test_pipeline_warp_keeps_the_background_still_with_models_dir(weights_without_renderer, macron, data_dir):
+    models = MODAModels.load(weights_without_renderer, renderer=None)
+    r = still_repr(2, yaw=10.0)
+    options = AnimateOptions(renderer="warp", batch_size=2, models_dir=data_dir / "models")
+    frames = next(render_stream(models, r, macron, options)).numpy()
+    still = WarpRenderer(macron, person_mask=reference_person_mask(macron, data_dir / "models"))
+    assert np.allclose(frames, still.render_points(*targets(r, macron)), atol=1e-6)
+    plain = WarpRenderer(macron).render_points(*targets(r, macron))
+    assert np.abs(frames - plain).max() > 0.05
+
+
 def test_cli_animate_uses_warp_when_no_renderer_file(weights_without_renderer, data_dir, tmp_path, capsys):
     from moda_core.cli import main
 

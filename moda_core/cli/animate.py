@@ -115,7 +115,7 @@ def _options(args, **extra):
                           output_size=args.output_size or None,
                           paste_back=args.paste_back, layout=args.layout,
                           face_center=None if args.face_center_y is None else (256.0, args.face_center_y, 128.0),
-                          quantize=args.quantize, **extra)
+                          quantize=args.quantize, models_dir=getattr(args, "models", None), **extra)
 
 
 def load_subject(args, progress: StageProgress):

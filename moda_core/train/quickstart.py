@@ -251,6 +251,6 @@ def animate_photo_with_warp(models, photo: Path, wave, out_dir: Path, audio_name
     subject, _ = subject_from_photo(photo, models_dir=models_dir, name=Path(photo).stem)
     video = Path(out_dir) / f"{Path(photo).stem}-{audio_name}-warp.mp4"
     options = AnimateOptions(fps=fps, seed=seed, renderer="warp", face_center=CANONICALISATION_FACE_CENTER,
-                             output_size=OUTPUT_SIZE)
+                             output_size=OUTPUT_SIZE, models_dir=models_dir)
     animate(models, wave, subject, video, options, progress=progress)
     return video
