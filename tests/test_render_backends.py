@@ -194,3 +194,16 @@ def test_openvino_matches_torch_and_reuses_its_cached_conversion(tiny_renderer, 
     assert again.ir_path == backend.ir_path and torch.allclose(again(tiny_input), expected, atol=1e-4)
     other = rb.OpenVINOBackend.ir_folder(tiny_renderer, "bf16", "w1", tmp_path)
     assert other != backend.ir_path.parent, "precision is part of the cache key"
+
+
+def test_cli_names_the_precisions_a_gpu_runs_before_any_work(monkeypatch, tmp_path, data_dir, capsys):
+    from moda_core.cli import animate, main
+
+    fake_gpu(monkeypatch, (7, 5), bf16=False, name="Tesla T4")
+    monkeypatch.setattr(animate, "check_device", lambda device: None)          # no GPU here: pretend there is
+    code = main(["animate", "--image", str(data_dir / "portraits" / "macron.png"), "--audio",
+                 str(data_dir / "audio" / "zh_news.wav"), "--out", str(tmp_path / "a.mp4"), "--device", "cuda",
+                 "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "a.mp4").exists()
+    assert "--precision: cuda (Tesla T4) cannot run the renderer in bf16; it runs fp32, fp16" in err
