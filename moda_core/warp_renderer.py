@@ -641,20 +641,30 @@ class WarpRenderer:
         frames = np.empty((face.shape[0], self.size, self.size, 3), np.float32)
         for b in range(face.shape[0]):
             map1, map2 = self._inverse_map(points[b])
-            frame = cv2.remap(self.reference, map1, map2, dst=frames[b], interpolation=cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_REPLICATE)
-            np.clip(frame, 0.0, 1.0, out=frame)                          # bicubic overshoots a little
-            if self._plate is not None:                                  # the person over the still background
+            frame = frames[b]
+            if self._plate is None:
+                cv2.remap(self.reference, map1, map2, dst=frame, interpolation=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REPLICATE)
+                np.clip(frame, 0.0, 1.0, out=frame)                      # bicubic overshoots a little
+            else:                                                        # the person over the still background
                 alpha = cv2.remap(self._alpha, *self._coarse_source, interpolation=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)           # on the coarse grid: a soft edge
                 if alpha.shape[0] != self.size:
                     alpha = cv2.resize(alpha, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-                frame = cv2.blendLinear(frame, self._plate, alpha, 1.0 - alpha, dst=frames[b])
+                rows = np.flatnonzero(alpha.max(1) > 0)                  # warp only the rows the person is in
+                top, bottom = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+                frame[:top] = self._plate[:top]
+                frame[bottom:] = self._plate[bottom:]
+                if bottom > top:
+                    band = frame[top:bottom]
+                    cv2.remap(self.reference, map1[top:bottom], None, dst=band, interpolation=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REPLICATE)
+                    np.clip(band, 0.0, 1.0, out=band)
+                    cv2.blendLinear(band, self._plate[top:bottom], alpha[top:bottom], 1.0 - alpha[top:bottom],
+                                    dst=band)
             self._paint_mouth(frame, face[b], float(mouth_open[b]))
             for side in EYES:
                 self._paint_eye(frame, face[b], side, float(eye_open[side][b]))
-            if not np.shares_memory(frame, frames[b]):
-                frames[b] = frame
         return frames
 
     # ------------------------------------------------------------ painting
