@@ -7,6 +7,7 @@ step with the state saved; queueing it again with the same name resumes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -24,7 +25,7 @@ from moda_core.subject import Subject, SubjectError
 
 from .models import MODALoadRenderer, files_of_kind, show_on_node
 from .types import CATEGORY, MODA_RENDERER, MODA_SUBJECT, node_error
-from .util import (AVATARS_FOLDER, check_choice, file_stamp, load_net, log, model_dir, require_mediapipe,
+from .util import (AVATARS_FOLDER, check_choice, load_net, log, model_dir, require_mediapipe,
                    inside)
 
 FROM_SCRATCH = "(none: from scratch)"
@@ -199,10 +200,17 @@ class MODATrainAvatar(io.ComfyNode):
         return True
 
     @classmethod
-    def fingerprint_inputs(cls, name: str, **_):
-        """Run again when the avatar's files changed or went away (else ComfyUI reuses the finished result)."""
-        path = os.path.join(avatar_dir(name.strip()), "renderer.safetensors")
-        return file_stamp(path) if os.path.isfile(path) else None
+    def fingerprint_inputs(cls, name: str, steps: int, **_):
+        """Always run until the avatar has its ``steps`` (a cancel or the minutes cap: queueing again continues);
+        then the report's figures, so a finished avatar is reused instead of trained again."""
+        try:
+            with open(os.path.join(avatar_dir(name.strip()), "report.json"), encoding="utf-8") as handle:
+                report = json.load(handle)
+        except (OSError, ValueError):
+            return float("nan")
+        if report.get("stopped_by") != "steps" or report.get("steps", 0) < steps:
+            return float("nan")
+        return report.get("steps"), report.get("seed"), report.get("psnr")
 
     @classmethod
     def execute(cls, source: str, name: str, steps: int, init_renderer: str, preset: str, seed: int, minutes: float,
@@ -260,9 +268,11 @@ class MODATrainAvatar(io.ComfyNode):
             cancel.guard(bar.update_absolute, step, steps, latest_preview[0])
 
         try:
-            result = train_avatar(path, out, config, progress=progress, should_stop=cancel, on_preview=on_preview,
-                                  log=lambda line: log.info("%s: %s", display, line),
-                                  prepare_progress=prepare_progress)
+            # ComfyUI executes prompts under torch.inference_mode(): training needs autograd back
+            with torch.inference_mode(False), torch.enable_grad():
+                result = train_avatar(path, out, config, progress=progress, should_stop=cancel,
+                                      on_preview=on_preview, log=lambda line: log.info("%s: %s", display, line),
+                                      prepare_progress=prepare_progress)
         except AvatarInterrupted as stopped:
             log.info("%s: %s", display, stopped)
             show_on_node(node_id, f"cancelled at step {stopped.step}; queue again with the name {name!r} to continue")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from comfy_harness import *  # noqa: F401,F403  (fixtures)
-from comfy_harness import ValidationFailed, run_node
+from comfy_harness import ValidationFailed, fingerprint, run_node
 from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, moda_dir)
 from test_train_common import sample_dir  # noqa: F401  (fixture: a prepared 3 s sample of may_5s.mp4)
 
@@ -44,11 +44,18 @@ def hook_events(comfy_doubles):
 
 
 def _train(moda_nodes, sample_dir, name, **changes):
-    return run_node(moda_nodes[NODE], unique_id="7", source=str(sample_dir), name=name, **{**TINY, **changes})
+    with torch.inference_mode():             # as ComfyUI's executor runs every node
+        return run_node(moda_nodes[NODE], unique_id="7", source=str(sample_dir), name=name, **{**TINY, **changes})
 
 
 def test_trains_into_models_avatars(moda_nodes, moda_dir, sample_dir, hook_events):
+    node = moda_nodes[NODE]
+    before = fingerprint(node, source=str(sample_dir), name="may", **TINY)
+    assert before != before, "NaN: always runs while the avatar is not trained"
     renderer, subject, preview, report = _train(moda_nodes, sample_dir, "may").args
+    after = fingerprint(node, source=str(sample_dir), name="may", **TINY)
+    assert after == fingerprint(node, source=str(sample_dir), name="may", **TINY), "a finished avatar is reused"
+    assert fingerprint(node, source=str(sample_dir), name="may", **{**TINY, "steps": 6}) != after
     folder = moda_dir / "avatars" / "may"
     for name in ("renderer.safetensors", "subject.safetensors", "preview.png", "report.json", "report.md"):
         assert (folder / name).is_file(), name
