@@ -39,7 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -379,7 +379,7 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
     :class:`AvatarError` (the last good checkpoint is kept).
     """
     from moda_core.models.discriminators import MultiscaleDiscriminator
-    from moda_core.train.datasets import RenderFrames, load_sample
+    from moda_core.train.datasets import load_sample
     from moda_core.train.loop import LoopConfig, run_training
     from moda_core.train.presets import preset_config
     from moda_core.train.renderer_trainer import RendererTask, RendererTrainConfig

@@ -83,7 +83,9 @@ class TrainingTask:
 
     ``networks``: checkpoint kind -> network (unwrapped); ``trained``: the kinds wrapped in DDP; ``exported``:
     kinds written to ``out_dir`` as the stage's result; ``optimizers``: name -> optimiser;
-    ``min_batch_size``: smallest batch the networks accept in training (BatchNorm over samples needs 2).
+    ``min_batch_size``: smallest batch the networks accept in training (BatchNorm over samples needs 2);
+    ``find_unused_parameters``: DDP's option, for networks whose steps may leave some parameters unused (a
+    rank that skips one would otherwise never finish its gradient reduction and the ranks would drift apart).
     """
 
     name: str
@@ -94,6 +96,7 @@ class TrainingTask:
     train_set: Dataset
     val_set: Dataset | None
     min_batch_size: int = 1
+    find_unused_parameters: bool = False
 
     def __init__(self):
         self._parallel: dict[str, nn.Module] = {}
@@ -115,7 +118,8 @@ class TrainingTask:
     def distribute(self, device: torch.device) -> None:
         """Wrap the trained forward modules in DistributedDataParallel (after :meth:`to`)."""
         ids = [device.index] if device.type == "cuda" else None
-        self._parallel = {kind: DistributedDataParallel(self.forward_module(kind), device_ids=ids)
+        self._parallel = {kind: DistributedDataParallel(self.forward_module(kind), device_ids=ids,
+                                                        find_unused_parameters=self.find_unused_parameters)
                           for kind in self.trained}
 
     def undistribute(self) -> None:

@@ -70,6 +70,7 @@ class MODATask(TrainingTask):
     trained = ("moda",)
     exported = ("moda",)
     min_batch_size = 2
+    find_unused_parameters = True     # SpecAugment: a step that draws no time mask leaves masked_spec_embed unused
 
     def __init__(self, model: MODANet, samples: Sequence[SampleData], config: MODATrainConfig = MODATrainConfig()):
         super().__init__()
