@@ -207,9 +207,11 @@ def renderer_inputs(config, frames: int, batch_size: int) -> list[torch.Tensor]:
     return batches
 
 
-def interleaved_seconds_per_frame(runs: dict, batches: list[torch.Tensor], device: torch.device) -> dict:
+def interleaved_seconds_per_frame(runs: dict, batches: list[torch.Tensor], device: torch.device,
+                                  between=None) -> dict:
     """{name: seconds per frame} of each ``run(batch)``; the runs take turns batch by batch (after one untimed
-    call each), so a change in machine load hits them all alike."""
+    call each), so a change in machine load hits them all alike. ``between()`` runs after each round (e.g. a
+    matrix-multiply peak measured in the same turns)."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -225,6 +227,8 @@ def interleaved_seconds_per_frame(runs: dict, batches: list[torch.Tensor], devic
             run(batch)
             sync()
             seconds[name] += time.perf_counter() - start
+        if between is not None:
+            between()
     frames = sum(batch.shape[0] for batch in batches)
     return {name: total / frames for name, total in seconds.items()}
 
@@ -313,16 +317,20 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
                                                            batch_size, weights_hash)
         except Exception as err:                       # noqa: BLE001 - reported, the bench goes on
             figures["skipped"].append(f"{name} {variant_precision}: failed ({str(err).splitlines()[0][:120]})")
-    seconds = interleaved_seconds_per_frame(runs, batches, device)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    peaks = {run.precision: 0.0 for key, run in runs.items() if key != "authors"}
+
+    def measure_peaks():                                # in the same turns as the renderers; best of the rounds
+        for name in peaks:
+            peaks[name] = max(peaks[name], matmul_peak_gflops(dtypes[name], repeats=2, device=str(device)))
+
+    seconds = interleaved_seconds_per_frame(runs, batches, device, between=measure_peaks)
     figures["authors_renderer"] = seconds.pop("authors")
     del authors_model
-    peaks, timed = {}, []
-    for (name, _), per_frame in seconds.items():
-        runs_in = runs[(name, _)].precision
-        if runs_in not in peaks:
-            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[runs_in]
-            peaks[runs_in] = matmul_peak_gflops(dtype, device=str(device))
-        timed.append({"backend": name, "precision": runs_in, "fps": 1 / per_frame,
+    timed = []
+    for key, per_frame in seconds.items():
+        runs_in = runs[key].precision
+        timed.append({"backend": key[0], "precision": runs_in, "fps": 1 / per_frame,
                       "gflops": flops / per_frame / 1e9, "peak": peaks[runs_in]})
     figures["backends"], figures["peaks"] = timed, peaks
     figures["ours_renderer"] = seconds[(best.name, best.precision)]
