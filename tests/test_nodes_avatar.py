@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from comfy_harness import *  # noqa: F401,F403  (fixtures)
-from comfy_harness import ValidationFailed, fingerprint, run_node
+from comfy_harness import REPO_ROOT, ValidationFailed, fingerprint, run_node
 from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, moda_dir)
 from test_train_common import sample_dir  # noqa: F401  (fixture: a prepared 3 s sample of may_5s.mp4)
 
@@ -146,3 +146,22 @@ def test_bad_inputs_name_the_input(moda_nodes, moda_dir, sample_dir, tmp_path, c
         run_node(node, source=str(sample_dir), name="x", **{**TINY, "init_renderer": "renderer.safetensors",
                                                             "preset": "small"})
     assert not (moda_dir / "avatars" / "x" / "renderer.safetensors").exists()
+
+
+def test_make_avatar_workflow_runs(moda_nodes, moda_dir, sample_dir, data_dir):
+    """workflows/api/make_avatar_api.json end to end, with the tiny preset for 2 steps and the prepared sample in
+    'source' instead of the Load Video link (the graph after the trainer is the shipped one)."""
+    from test_nodes_pipeline import _core_stand_ins, _execute, _saved_videos
+
+    prompt = json.loads((REPO_ROOT / "workflows" / "api" / "make_avatar_api.json").read_text())
+    train = prompt["2"]["inputs"]
+    assert (train["preset"], train["steps"], train["video"]) == ("full", 3000, ["1", 0])
+    del prompt["1"], train["video"]
+    train.update(source=str(sample_dir), preset="tiny", steps=2, preview_every=1)
+    stand_ins = {**_core_stand_ins(data_dir, seconds=0.4, frames=0), "PreviewAny": lambda source: (source,)}
+    with torch.inference_mode():
+        results = _execute(prompt, moda_nodes, stand_ins)
+    (video,) = _saved_videos(prompt, results)
+    assert "2 steps" in results["4"][0] and results["3"][0]["images"].shape == (1, 64, 128, 3)
+    assert video["images"].shape == (12, 64, 64, 3) and video["fps"] == 30.0
+    assert (moda_dir / "avatars" / train["name"] / "renderer.safetensors").is_file()
