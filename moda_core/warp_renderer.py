@@ -542,6 +542,9 @@ class WarpRenderer:
             _, (iy, ix) = ndimage.distance_transform_edt(missing, return_distances=True, return_indices=True)
             lookup = lookup[iy, ix]
         self._lookup = lookup.reshape(-1)
+        corners = self._source_corners
+        longest = np.linalg.norm(corners - corners[:, [1, 2, 0]], axis=-1).max(1)
+        self._thin = signed_areas(self.source, self.triangles) < 3.0 * self.scale * longest     # height < 3 px
         # triangles sharing a vertex with each triangle (itself included), padded by repeating itself
         faces = len(self.triangles)
         owner = np.repeat(np.arange(faces), 3)
@@ -600,6 +603,17 @@ class WarpRenderer:
         if active.size:                    # oscillating or folded: test the triangles around the last two visited
             candidates = np.concatenate([self._ring[triangle[active]], self._ring[previous]], 1)
             self._locate(active, candidates, inverse, valid, tx, ty, sx, sy, affine)
+        # the lookup rounds to whole pixels: a thin source triangle (closed lips, lids) stretched wide in the
+        # target may be accepted for positions well outside it; test those exactly
+        thin = np.flatnonzero(self._thin.take(triangle))
+        if thin.size:
+            f = triangle[thin]
+            c = inverse[f]                                                 # [n, 3, 3]
+            bary = tx[thin, None] * c[:, 0] + ty[thin, None] * c[:, 1] + c[:, 2]
+            outside = thin[(bary.min(1) < -1e-3) | ~valid[f]]
+            if outside.size:
+                candidates = self._ring[triangle[outside]]
+                self._locate(outside, candidates, inverse, valid, tx, ty, sx, sy, affine)
         g = int(round(np.sqrt(tx.size)))
         self._coarse_source = (sx.reshape(g, g), sy.reshape(g, g))
         disp = np.stack([sx - tx, sy - ty], -1).astype(np.float32).reshape(g, g, 2)
