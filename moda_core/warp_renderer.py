@@ -297,8 +297,9 @@ class WarpRenderer:
 
     @staticmethod
     def _driven_follow_matrix(face: np.ndarray) -> csr_matrix:
-        """Sparse ``[478, 478]`` matrix M: ``face + M @ face`` moves the face points R does not drive (lip bodies between
-        the inner and outer lip lines, iris centres, skin around the lips and lids) with the nearby points R drives.
+        """Sparse ``[478, 478]`` matrix M: ``face + M @ face`` moves the face points R does not drive (lip bodies
+        between the inner and outer lip lines, iris centres, skin around the lips and lids) with the nearby points R
+        drives.
 
         A driven point's own motion is its position minus where an affine fit of its nearest undriven neighbours
         puts it (zero for the subject's own face, exact under any affine head motion); undriven points take the
@@ -364,7 +365,8 @@ class WarpRenderer:
         image, points = open_mouth_frame
         image = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
         points = np.asarray(points.numpy() if hasattr(points, "numpy") else points, dtype=np.float64)
-        if image.ndim != 3 or image.shape[2] < 3 or points.shape != (NUM_FACE_POINTS, 2) or not np.isfinite(points).all():
+        if image.ndim != 3 or image.shape[2] < 3 or points.shape != (NUM_FACE_POINTS, 2) or \
+                not np.isfinite(points).all():
             raise ValueError(f"warp renderer: open_mouth_frame must be (image [H, W, 3], finite face points "
                              f"[{NUM_FACE_POINTS}, 2]), got {list(image.shape)} and {list(points.shape)}")
         image = image[..., :3].astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
