@@ -2,11 +2,14 @@
 
 Per frame, the subject's own points in its reference crop (source) go to the frame's projected points
 (target): the dense face (478), the shoulders (18), two rings around the face oval that move with the head
-(hair, ears, forehead; they carry part of the oval's own bending and drift toward the shoulders below the chin),
-and fixed points just outside the image border (the background stays still). A Delaunay triangulation of the
-source points (laid out with the lips held apart, so a closed mouth never links one lip to the other's outside)
-gives a piecewise-affine map; the inverse map (target pixel -> source pixel) is built on a coarse grid,
-upsampled (the map is continuous) and applied with one ``cv2.remap`` per frame.
+(hair, ears, forehead; they carry part of the oval's own bending and drift toward the shoulders from the cheeks
+down), and fixed points just outside the image border. Face points R does not drive (lip bodies, iris centres)
+follow the nearby driven ones. A Delaunay triangulation of the source points (laid out with the lips held apart,
+so a closed mouth never links one lip to the other's outside) gives a piecewise-affine map; the inverse map
+(target pixel -> source pixel) is found on a coarse grid by walking the fixed source triangulation (a per-pixel
+triangle lookup built once, each frame starting from the previous frame's triangles), upsampled (the map is
+continuous) and applied with one bicubic ``cv2.remap`` per frame. With the reference's person mask the warped
+person is laid over the reference's still background (the part the person hides is inpainted once).
 
 Triangles that would flip (a turned head folds its far cheek and nose over itself in 2-D) are unfolded: the
 motion of their vertices is smoothed toward their neighbours', then pulled toward the rigid head motion, then
@@ -14,7 +17,8 @@ toward the reference; as a last resort the whole motion is damped. A frame never
 
 Where the warp alone cannot look right, the frame is painted: a mouth opened beyond the reference gets an
 interior (throat, tongue, and upper teeth coloured like the eye whites when the reference mouth is closed; an
-open reference mouth keeps its own teeth, split between the lips) feathered into the lips; an eye closed beyond
+open reference mouth keeps its own teeth, split between the lips; a subject from a video shows the inside of its
+own most-open-mouth frame instead) feathered into the lips; an eye closed beyond
 the reference gets eyelid skin sampled above the eye and a lash line.
 """
 from __future__ import annotations
