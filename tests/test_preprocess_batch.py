@@ -126,3 +126,20 @@ def test_frames_are_streamed_not_kept(tmp_path, data_dir, monkeypatch):
                                           max_seconds=0.6, models_dir=data_dir / "models")
     assert summary.num_frames == 15 and decoded[0] == 30                 # two passes over 15 frames
     assert most[0] <= 3, f"{most[0]} decoded frames alive at once"
+
+
+def crashing_worker(video, folder, *options):
+    """Stand-in for one video's work in a worker process: ``crash.mp4`` kills its process, as the kernel's
+    out-of-memory killer or a native crash would."""
+    if video.name == "crash.mp4":
+        os._exit(9)
+    return "prepared", f"pretend {video.name}"
+
+
+def test_a_dying_worker_fails_only_its_video(tmp_path):
+    videos = [tmp_path / name for name in ("a.mp4", "crash.mp4", "b.mp4")]
+    outcomes = {o.video.name: o for o in prepare_videos(videos, tmp_path / "out", workers=2, worker=crashing_worker)}
+    assert sorted(outcomes) == ["a.mp4", "b.mp4", "crash.mp4"]
+    assert outcomes["crash.mp4"].status == "failed" and "worker process died" in outcomes["crash.mp4"].detail
+    for name in ("a.mp4", "b.mp4"):
+        assert (outcomes[name].status, outcomes[name].detail) == ("prepared", f"pretend {name}")

@@ -12,9 +12,10 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from moda_core.preprocess.errors import PreprocessError
 from moda_core.preprocess.sample import SAMPLE_FORMAT, SAMPLE_VERSION, Progress, prepare_video_sample
@@ -68,10 +69,8 @@ def _prepare_one(video: Path, folder: Path, fps: float, models_dir, max_seconds:
 
 
 def _worker_init(threads: int) -> None:
-    """Spawned worker: share the cores between workers; Ctrl-C goes to the parent, which stops the workers."""
-    import torch
-
-    torch.set_num_threads(threads)
+    """Spawned worker: share the cores between the workers (read by torch and OpenCV when first imported)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -88,12 +87,16 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 def prepare_videos(videos: list[str | os.PathLike], out_root: str | os.PathLike, *, workers: int = 1,
                    fps: float = 30.0, models_dir: str | os.PathLike | None = None, max_seconds: float | None = None,
-                   overwrite: bool = False, progress: Progress | None = None) -> Iterator[PrepareOutcome]:
+                   overwrite: bool = False, progress: Progress | None = None,
+                   worker: Callable[..., tuple[str, str]] = _prepare_one) -> Iterator[PrepareOutcome]:
     """Prepare each video into ``out_root/<stem>/``; yields a :class:`PrepareOutcome` per video as it finishes.
 
     ``workers`` > 1 prepares that many videos at once in spawned processes; ``progress(stage, done, total)``
     reports frames only with one worker (in-process). Complete sample folders are skipped unless
-    ``overwrite``; two videos with the same stem fail the later one (one folder each).
+    ``overwrite``; two videos with the same stem fail the later one (one folder each). A worker process that
+    dies (killed for memory, a crash in native code) takes its pool down: the videos caught in it are tried
+    again one at a time, so only the one that kills its worker fails. ``worker`` (a module-level function with
+    :func:`_prepare_one`'s signature) does the work of one video.
     """
     out_root = Path(out_root)
     if workers < 1:
@@ -111,21 +114,36 @@ def prepare_videos(videos: list[str | os.PathLike], out_root: str | os.PathLike,
     options = (fps, models_dir, max_seconds, overwrite)
     if workers == 1 or len(jobs) <= 1:
         for video, folder in jobs:
-            yield PrepareOutcome(video, folder, *_prepare_one(video, folder, *options, progress))
+            yield PrepareOutcome(video, folder, *worker(video, folder, *options, progress))
         return
-    workers = min(workers, len(jobs))
+    caught = []
+    for job, outcome in _in_pool(jobs, min(workers, len(jobs)), worker, options):
+        if outcome is None:
+            caught.append(job)
+        else:
+            yield PrepareOutcome(*job, *outcome)
+    for job in caught:
+        (_, outcome), = _in_pool([job], 1, worker, options)
+        yield PrepareOutcome(*job, *(outcome or ("failed", "its worker process died (out of memory, or a crash "
+                                                           "in a native library); try it alone or with fewer "
+                                                           "--workers")))
+
+
+def _in_pool(jobs: list[tuple[Path, Path]], workers: int, worker, options: tuple
+             ) -> Iterator[tuple[tuple[Path, Path], tuple[str, str] | None]]:
+    """``(job, (status, detail))`` per job as it finishes in a spawned pool; ``(job, None)`` when the pool broke."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init, initargs=(max(1, (os.cpu_count() or 1) // workers),))
     try:
-        futures: dict[Future, tuple[Path, Path]] = {pool.submit(_prepare_one, video, folder, *options): (video, folder)
-                                                    for video, folder in jobs}
+        futures: dict[Future, tuple[Path, Path]] = {pool.submit(worker, *job, *options): job for job in jobs}
         for future in as_completed(futures):
-            video, folder = futures[future]
             try:
-                status, detail = future.result()
-            except Exception as err:               # noqa: BLE001 - a worker died (e.g. killed for memory)
-                status, detail = "failed", f"the worker process stopped: {type(err).__name__}: {err}"
-            yield PrepareOutcome(video, folder, status, detail)
+                outcome = future.result()
+            except BrokenProcessPool:
+                outcome = None
+            except Exception as err:               # noqa: BLE001 - e.g. a result that cannot be sent back
+                outcome = "failed", f"{type(err).__name__}: {err}"
+            yield futures[future], outcome
     except BaseException:
         _stop_workers(pool)
         raise
