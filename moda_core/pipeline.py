@@ -290,13 +290,14 @@ def _to_signed(images: torch.Tensor) -> torch.Tensor:
     """[B, H, W, 3] 0..1 (or uint8) -> [B, 3, H, W] float32 in -1..1 (the authors' im2tensor).
 
     Images holding 8-bit levels (uint8, or floats k/255 as drawn and loaded) are scaled exactly as the authors
-    do, (k/255 - 0.5)/0.5 in float64 and then float32; other float images as 2x - 1.
+    do, (k/255 - 0.5)/0.5 in float64 and then float32 (bit for bit the float32 (2k - 255)/255 computed here);
+    other float images as 2x - 1.
     """
-    levels = images.to(torch.float64) * (1.0 if images.dtype == torch.uint8 else 255.0)
+    levels = images.to(torch.float32) * (1.0 if images.dtype == torch.uint8 else 255.0)
     rounded = levels.round()
     if images.dtype != torch.uint8 and (levels - rounded).abs().max() > 1e-3:
         return images.permute(0, 3, 1, 2).to(torch.float32) * 2.0 - 1.0
-    return ((rounded / 255.0 - 0.5) / 0.5).to(torch.float32).permute(0, 3, 1, 2)
+    return rounded.mul_(2.0).sub_(255.0).div_(255.0).permute(0, 3, 1, 2)
 
 
 @torch.no_grad()
@@ -315,8 +316,8 @@ def render_batch(renderer: torch.nn.Module, conditions: torch.Tensor, reference:
     device = backend.device if backend is not None else next(renderer.parameters()).device
     batch, size = conditions.shape[0], conditions.shape[1]
     planes = temporal_positional_encoding(torch.arange(start_frame, start_frame + batch), size, size, tpe)
-    reference = reference.to(torch.float32).expand(batch, -1, -1, -1)
-    x = torch.cat([_to_signed(conditions), _to_signed(reference), planes], dim=1).to(device)
+    reference = _to_signed(reference.to(torch.float32)[None]).expand(batch, -1, -1, -1)   # converted once
+    x = torch.cat([_to_signed(conditions), reference, planes], dim=1).to(device)
     if backend is not None:
         y = backend(x)
     else:
