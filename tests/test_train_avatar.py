@@ -118,8 +118,11 @@ def test_init_starts_from_the_given_renderer(sample_dir, tmp_path):
 
     generator, tpe = _starting_renderer(replace(TINY, init=start))
     assert _same(generator.state_dict(), load_file(str(start))) and tpe.offset == 1000.0   # weights at step 0
-    result = train_avatar(sample_dir, tmp_path / "tuned", replace(TINY, steps=1, init=start), log=lambda line: None)
+    logs = []
+    result = train_avatar(sample_dir, tmp_path / "tuned", replace(TINY, steps=1, init=start), log=logs.append)
     assert result.report["init"] == str(start) and result.report["lr"] == 1e-4
+    assert any("face centre (256.0, 235.0, 128.0)" in line for line in logs)   # the file's; trained with 232
+    assert RenderSettings.of_weight_file(result.renderer).face_center == (256.0, 232.0, 128.0)
     assert RenderSettings.of_weight_file(result.renderer).tpe.offset == 1000.0             # TPE carried over
     tuned = _weights(result.out_dir)
     assert not _same(tuned, load_file(str(start)))

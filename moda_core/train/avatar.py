@@ -212,7 +212,7 @@ def _preset_name(image_size: int) -> str:
     return f"preset {names[0]!r}" if names else "no preset (another size)"
 
 
-def _starting_renderer(config: AvatarConfig):
+def _starting_renderer(config: AvatarConfig, log: Callable[[str], None] = print):
     """(generator, TPE settings) from the preset (random, seeded) or the ``init`` file (checked)."""
     from moda_core.checkpoints import describe_checkpoint, load_model
     from moda_core.render_settings import RenderSettings
@@ -247,6 +247,9 @@ def _starting_renderer(config: AvatarConfig):
                           f"form, {settings.tpe.num_frequencies} frequencies); avatars use the "
                           f"{expected.channels}-channel {expected.form} form: start from scratch or from another "
                           "renderer")
+    if tuple(settings.face_center) != tuple(CANONICALISATION_FACE_CENTER):
+        log(f"avatar: {init} was made with face centre {tuple(settings.face_center)}; the fine-tuned renderer is "
+            f"trained and recorded with the sample's {tuple(CANONICALISATION_FACE_CENTER)}")
     return load_model(init, kind="renderer").train(), settings.tpe
 
 
@@ -395,7 +398,7 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         if sample.num_frames / sample.fps < seconds_needed:
             raise AvatarError(f"{sample_dir} holds {sample.num_frames / sample.fps:.2f} s; an avatar needs at least "
                               f"{seconds_needed:g} s (the last {HELD_OUT_FRACTION:.0%} is held out)")
-        generator, tpe = _starting_renderer(config)
+        generator, tpe = _starting_renderer(config, log)
         perceptual, perceptual_note = _perceptual(config)
         lr = config.lr or (1e-4 if config.init is not None else 1e-3)
         train_dir.mkdir(exist_ok=True)
