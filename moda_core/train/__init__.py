@@ -6,7 +6,9 @@
 * :mod:`.moda_trainer`, :mod:`.faco_trainer`, :mod:`.renderer_trainer`: :func:`train_moda`, :func:`train_faco`,
   :func:`train_renderer`, :func:`evaluate_renderer`.
 * :mod:`.presets`: network sizes ``full`` / ``small`` / ``tiny``; :mod:`.quickstart`: :func:`run_quickstart`.
+* :mod:`.avatar`: :func:`train_avatar` (a talking video -> that person's renderer, a step budget, resumable).
 """
+from moda_core.train.avatar import AvatarConfig, AvatarError, AvatarInterrupted, AvatarResult, train_avatar
 from moda_core.train.datasets import MotionWindows, RenderFrames, SampleData, load_sample, split_range
 from moda_core.train.faco_trainer import FaCoTask, FaCoTrainConfig, train_faco
 from moda_core.train.loop import LoopConfig, TrainingTask, TrainResult, run_training
@@ -18,6 +20,7 @@ from moda_core.train.renderer_trainer import (RendererTask, RendererTrainConfig,
                                               evaluate_renderer, train_renderer)
 
 __all__ = [
+    "AvatarConfig", "AvatarError", "AvatarInterrupted", "AvatarResult", "train_avatar",
     "MotionWindows", "RenderFrames", "SampleData", "load_sample", "split_range",
     "FaCoTask", "FaCoTrainConfig", "train_faco",
     "LoopConfig", "TrainingTask", "TrainResult", "run_training",

@@ -403,7 +403,8 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         lr = config.lr or (1e-4 if config.init is not None else 1e-3)
         train_dir.mkdir(exist_ok=True)
         run = {"source": str(source), "sample": str(sample_dir), "seed": config.seed, "preset": config.preset,
-               "init": str(config.init) if config.init else None, "batch_size": config.batch_size, "lr": lr,
+               "init": str(Path(config.init).resolve()) if config.init else None, "batch_size": config.batch_size,
+               "lr": lr,
                "perceptual": perceptual is not None, "fps": sample.fps}
         _check_run(train_dir, run)
         discriminator = MultiscaleDiscriminator(preset_config("renderer_discriminator", config.preset))
