@@ -128,18 +128,23 @@ def _track_faces(frames: Iterable[tuple[int, int, np.ndarray]], fps: float, expe
     """Pass 1 over ``(output_index, source_index, rgb)`` at ``fps`` (about ``expected`` of them, the progress
     total) -> (source image-space faces ``[T, 478, 3]``, NaN where none; source frame index ``[T]``; the
     frontal reference of the landmarker's model). A repeated source frame reuses its detection."""
-    faces, sources, last_source, last_face = [], [], -1, None
+    # one growing array, not a list of per-frame arrays: a long clip's track is one block the allocator gives
+    # back when freed (thousands of small arrays would stay fragmented in the heap)
+    faces, sources = np.empty((max(expected, 1), 478, 3)), np.empty(max(expected, 1), dtype=np.int64)
+    count, last_source, last_face = 0, -1, None
     with FaceLandmarks(models_dir, video=True) as landmarker:
         for k, source, rgb in frames:
             if source != last_source:
                 found = landmarker.detect(rgb, timestamp_ms=int(k * 1000 / fps))
                 last_face = to_image_space(found[0]) if found else np.full((478, 3), np.nan)
                 last_source = source
-            faces.append(last_face)
-            sources.append(source)
+            if count == len(faces):
+                faces, sources = np.concatenate([faces, faces]), np.concatenate([sources, sources])
+            faces[count], sources[count] = last_face, source
+            count += 1
             progress("landmarks", k + 1, max(expected, k + 1))
         reference = load_frontal_reference(landmarker.model_path)
-    return np.stack(faces), np.asarray(sources), reference
+    return faces[:count], sources[:count], reference
 
 
 def _fill_and_smooth(faces: np.ndarray, found: np.ndarray) -> np.ndarray:
