@@ -86,7 +86,8 @@ def main() -> None:
     lines = [f"renderer {args.renderer} ({config.image_size} px, ngf {config.ngf}, {config.num_levels} levels), "
              f"{x.shape[0]} frames of {args.sample}; CPU {torch.get_num_threads()} threads; fast bf16/fp16 "
              f"instructions: {fast['bf16']}/{fast['fp16']}",
-             f"{'variant':<18} {'runs':<5} {'s/frame':>8} {'PSNR vs torch fp32 plain (dB)':>30} {'max |diff| 8-bit':>17}"]
+             f"{'variant':<18} {'runs':<5} {'s/frame':>8} {'PSNR vs torch fp32 plain (dB)':>30} "
+             f"{'max |diff| 8-bit':>17}"]
     for name, backend in variants.items():
         out = torch.cat(outputs[name])
         levels = ((out - reference).abs().max().item() / 2) * 255

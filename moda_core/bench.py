@@ -304,7 +304,9 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
                           cache_dir=cache_dir, compile=compile, batch_size=batch_size, log=log)
     figures["ours_backend"] = f"{best.name} {best.precision}"
     authors_model = prepare_for_inference(copy.deepcopy(renderer), "fp32", channels_last=False)
-    runs = {"authors": lambda x: torch.cat([render(authors_model, x[i:i + 1]) for i in range(x.shape[0])])}
+    runs = {"authors": lambda x, model=authors_model: torch.cat([render(model, x[i:i + 1])
+                                                                 for i in range(x.shape[0])])}
+    del authors_model                                   # held by the run only; freed with it
     variants, figures["skipped"] = backend_variants(device, openvino)
     if (best.name, best.precision) not in variants:
         variants.append((best.name, best.precision))
@@ -326,7 +328,7 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
 
     seconds = interleaved_seconds_per_frame(runs, batches, device, between=measure_peaks)
     figures["authors_renderer"] = seconds.pop("authors")
-    del authors_model
+    runs.pop("authors")                                 # frees the authors' copy of the renderer
     timed = []
     for key, per_frame in seconds.items():
         runs_in = runs[key].precision

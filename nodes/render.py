@@ -105,7 +105,8 @@ class MODARender(io.ComfyNode):
         reference = reference_at(subject, size)
         settings = getattr(renderer.module, "render_settings", RenderSettings())
         if backend not in RENDER_BACKENDS:
-            raise node_error(name, "backend", f"unknown option {backend!r}", f"pick one of {', '.join(RENDER_BACKENDS)}")
+            raise node_error(name, "backend", f"unknown option {backend!r}",
+                             f"pick one of {', '.join(RENDER_BACKENDS)}")
         cpu = None if backend == "torch" or renderer.device.type != "cpu" else _cpu_backend(renderer, backend)
         if cpu is not None:
             return io.NodeOutput(_map_chunks(conditions, batch_size, lambda start, batch: render_batch(
