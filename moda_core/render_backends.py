@@ -239,7 +239,8 @@ def state_hash(module: torch.nn.Module) -> str:
 
 class OpenVINOBackend(RendererBackend):
     """The renderer converted by ``openvino.convert_model`` (batch dimension dynamic), cached as IR in
-    ``cache_dir/openvino/<key>/renderer.xml`` (key: weights hash + config + precision + OpenVINO version) and
+    ``cache_dir/openvino/<key>/renderer.xml`` (key: weights hash + config + OpenVINO version; the IR is f32 for
+    every precision, which is a compile hint) and
     compiled for the CPU with ``INFERENCE_PRECISION_HINT``. Where the CPU cannot run the hinted precision,
     OpenVINO runs f32: :attr:`precision` says what actually runs."""
 
@@ -253,7 +254,7 @@ class OpenVINOBackend(RendererBackend):
             raise ValueError(f"OpenVINOBackend precision must be fp32, bf16 or fp16, got {precision!r}")
         super().__init__(renderer.config, torch.device("cpu"))
         self.requested = precision
-        self.ir_path = self.ir_folder(renderer, precision, weights_hash, cache_dir) / "renderer.xml"
+        self.ir_path = self.ir_folder(renderer, weights_hash, cache_dir) / "renderer.xml"
         if not self.ir_path.is_file():
             self._convert(renderer, self.ir_path)
         core = ov.Core()
@@ -267,12 +268,12 @@ class OpenVINOBackend(RendererBackend):
             log(f"openvino: this CPU has no {precision} support in OpenVINO; it runs {self.precision}")
 
     @staticmethod
-    def ir_folder(renderer: torch.nn.Module, precision: str, weights_hash: str | None,
+    def ir_folder(renderer: torch.nn.Module, weights_hash: str | None,
                   cache_dir: str | os.PathLike | None) -> Path:
         import openvino as ov
 
         weights = weights_hash or state_hash(renderer)
-        key = json.dumps({"weights": weights, "config": asdict(renderer.config), "precision": precision,
+        key = json.dumps({"weights": weights, "config": asdict(renderer.config),
                           "openvino": ov.__version__}, sort_keys=True)
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         return folder / "openvino" / hashlib.sha256(key.encode()).hexdigest()[:24]

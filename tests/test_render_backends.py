@@ -192,8 +192,16 @@ def test_openvino_matches_torch_and_reuses_its_cached_conversion(tiny_renderer, 
     monkeypatch.setattr(rb.OpenVINOBackend, "_convert", staticmethod(no_conversion))
     again = rb.OpenVINOBackend(copy_of(tiny_renderer), "fp32", weights_hash="w1", cache_dir=tmp_path)
     assert again.ir_path == backend.ir_path and torch.allclose(again(tiny_input), expected, atol=1e-4)
-    other = rb.OpenVINOBackend.ir_folder(tiny_renderer, "bf16", "w1", tmp_path)
-    assert other != backend.ir_path.parent, "precision is part of the cache key"
+    lines = []
+    half = rb.OpenVINOBackend(copy_of(tiny_renderer), "bf16", weights_hash="w1", cache_dir=tmp_path, log=lines.append)
+    assert half.ir_path == backend.ir_path, "one f32 IR for every precision (a compile hint)"
+    if half.precision == "fp32":                    # a CPU without bf16 in OpenVINO: said once, runs f32
+        assert lines == ["openvino: this CPU has no bf16 support in OpenVINO; it runs fp32"]
+        assert torch.allclose(half(tiny_input), expected, atol=1e-4)
+    else:
+        assert half.precision == "bf16" and lines == [] and (half(tiny_input) - expected).abs().max() < 0.1
+    assert rb.OpenVINOBackend.ir_folder(tiny_renderer, "w2", tmp_path) != backend.ir_path.parent, \
+        "other weights, another conversion"
 
 
 def test_cli_names_the_precisions_a_gpu_runs_before_any_work(monkeypatch, tmp_path, data_dir, capsys):
