@@ -335,9 +335,9 @@ class WarpRenderer:
         return csr_matrix(matrix)
 
     def _build_background(self, person_mask: np.ndarray | None) -> None:
-        """The still background (see the class docstring): person alpha of the reference and the background
-        plate, equal to the reference wherever the person does not fully cover it (so an unmoved frame is
-        unchanged) and filled in (inpainted at half size) under the person."""
+        """The still background (see the class docstring): person alpha of the reference (1 on the person, fading
+        over a rim of background) and the background plate: the reference, filled in (inpainted at half size)
+        where the person is, so an unmoved frame is unchanged and a moved one leaves no ghost of its outline."""
         self._alpha = self._plate = None
         if person_mask is None:
             return
@@ -345,11 +345,19 @@ class WarpRenderer:
         if mask.ndim != 2 or min(mask.shape) < 2 or not np.isfinite(mask).all():
             raise ValueError(f"warp renderer: person_mask must be a finite [H, W] probability map, got shape "
                              f"{list(mask.shape)}")
-        mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR) > 0.5
+        # everything that may show the person (soft hair edges included) is hidden: inpainted in the plate and
+        # fully opaque in the alpha, which fades out over a rim of background beyond it
+        mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR) > 0.1
+        disc = lambda radius: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)   # noqa: E731
+        hidden = cv2.dilate(mask.astype(np.uint8), disc(max(1, int(round(2 * self.scale)))))
+        # opaque a coarse-map cell beyond the hidden part too (the alpha is sampled on the coarse grid)
+        cell = int(np.ceil(self.size / min(self.config.map_size, self.size)))
+        core = cv2.dilate(hidden, disc(cell + 1))
         grow = max(1, int(round(self.config.person_grow * self.scale)))
-        mask = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
-        alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=self.config.person_feather * self.scale)
-        hidden = alpha > 0.999
+        alpha = cv2.GaussianBlur(cv2.dilate(core, disc(grow)).astype(np.float32), (0, 0),
+                                 sigmaX=self.config.person_feather * self.scale)
+        alpha[core.astype(bool)] = 1.0
+        hidden = hidden.astype(bool)
         plate = self.reference.copy()
         if hidden.any():
             half = max(self.size // 2, 8)

@@ -101,10 +101,11 @@ def test_still_background_behind_a_moving_person(macron, data_dir):
     rows, cols = mouth_box(face[0])
     diff[rows, cols] = 0
     assert diff.max() <= 1, "an unmoved frame is the reference"
-    dx = 14
+    dx = 30
     moved = renderer.render_points(face + [dx, 0], torso + [dx, 0])[0]
     moved_plain = plain.render_points(face + [dx, 0], torso + [dx, 0])[0]
-    person = cv2.dilate((mask > 0.5).astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    # the person, its soft edge and the rim of background that moves with it
+    person = cv2.dilate((mask > 0.1).astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool)
     shifted = np.zeros_like(person)
     shifted[:, dx:] = person[:, :-dx]
     background = ~(person | shifted)
@@ -113,8 +114,8 @@ def test_still_background_behind_a_moving_person(macron, data_dir):
     assert np.abs(moved - renderer.reference)[background].max() < 1e-4
     assert np.abs(moved_plain - plain.reference)[background].max() > 0.05
     # the strip the person left (left edge of the head) shows background, not a stretched head
-    left = person & ~shifted
-    left &= ~cv2.dilate(shifted.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    left = (mask > 0.1) & ~shifted
+    left[int(face[0, :, 1].max()):] = False                          # head height only (the torso meets the border)
     assert left.sum() > 100
     assert np.abs(moved - renderer._plate)[left].mean() < 0.02
     with pytest.raises(ValueError, match="person_mask must be a finite"):
