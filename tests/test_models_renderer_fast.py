@@ -121,3 +121,15 @@ def test_fast_and_paper_files_each_load_by_their_own_config(tmp_path):
               metadata={"moda_format": "1", "kind": "renderer", "config": json.dumps(TINY_FAST.to_dict())})
     with pytest.raises(ValueError, match="tpe_projection"):
         load_model(tmp_path / "mixed.safetensors", kind="renderer")
+
+
+def test_render_input_scaling_is_bit_identical_to_the_authors_float64_formula():
+    from moda_core.pipeline import _to_signed
+
+    levels = torch.arange(256)
+    authors = ((levels.double() / 255.0 - 0.5) / 0.5).float()
+    as_uint8 = _to_signed(levels.to(torch.uint8).view(1, 16, 16, 1).expand(1, 16, 16, 3))
+    as_float = _to_signed((levels.float() / 255.0).view(1, 16, 16, 1).expand(1, 16, 16, 3))
+    for converted in (as_uint8, as_float):
+        assert converted.dtype == torch.float32 and converted.shape == (1, 3, 16, 16)
+        assert torch.equal(converted[0, 1].reshape(-1), authors)
