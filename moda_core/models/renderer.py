@@ -2,6 +2,8 @@
 
 State-dict keys match the authors' ``Render_G`` checkpoints (``renderer/Cathy.pth``): ``netG.model.model.…``,
 with level k+1 nested at ``.model.3`` under the outermost level and at ``.model.4`` under every other level.
+Compact layouts (:meth:`RendererConfig.fast`) add config fields whose defaults keep the authors' network; their
+files carry their config, so each file rebuilds its own layout (moda_core.checkpoints).
 """
 from __future__ import annotations
 
@@ -181,7 +183,8 @@ def depth_to_space(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 class RenderGenerator(nn.Module):
-    """Generator input [B, in_channels, S, S] in [-1, 1] (TPE channels excepted) -> image [B, 3, S, S] in [-1, 1]."""
+    """Generator input [B, in_channels, S, S] in [-1, 1] (TPE channels excepted) -> image [B, 3, S, S] in [-1, 1]
+    (with ``reference_residual`` in training mode: reference + correction, not clamped)."""
 
     def __init__(self, config: RendererConfig = RendererConfig()):
         super().__init__()
