@@ -67,8 +67,8 @@ class WarpConfig:
     eye_close_start: float = 0.35            # eye closure (1 - opening / reference opening) where lids appear
     eye_close_full: float = 0.75             # closure where the lid covers the eye completely
     eye_feather: float = 1.5
-    person_grow: float = 4.0                 # px the person mask is grown by (the edge moves with the person)
-    person_feather: float = 2.0              # px of soft edge between the person and the still background
+    person_grow: float = 1.0                 # px of background rim grown onto the person (moves with it)
+    person_feather: float = 1.5              # px of soft edge between the person and the still background
     max_regularise_steps: int = 8
     smoothing_steps: int = 60                # unfolding iterations (motion smoothed over flipping triangles)
 
