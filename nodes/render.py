@@ -13,7 +13,7 @@ from moda_core.render_settings import RenderSettings
 from moda_core.subject import Subject
 
 from .types import CATEGORY, MODA_POINTS, MODA_RENDERER, MODA_SUBJECT, node_error
-from .util import expect, expect_images, expect_net, file_stamp, log, progress_callback
+from .util import expect, expect_images, expect_net, file_stamp, log, progress_callback, require_mediapipe
 
 PASTE_CHUNK = 16                         # frames pasted between progress updates / cancel checks
 RENDER_BACKENDS = ("torch", "openvino", "auto")
@@ -138,14 +138,19 @@ class MODAWarpRender(io.ComfyNode):
                 io.Int.Input("batch_size", default=8, min=1, max=256, step=1,
                              tooltip="Frames warped between progress updates / cancel checks. The result does not "
                                      "depend on it."),
+                io.Boolean.Input("still_background", default=True, optional=True,
+                                 tooltip="Keep the background still: the warped person is laid over the photo's "
+                                         "own background (person mask from the MediaPipe selfie segmenter in "
+                                         "models/moda). Off: the whole crop is warped."),
             ],
             outputs=[io.Image.Output("images", display_name="images",
                                      tooltip="The warped frames [T, size, size, 3] in 0..1.")],
         )
 
     @classmethod
-    def execute(cls, points: dict, subject: Subject, size: int, batch_size: int) -> io.NodeOutput:
-        from moda_core.warp_renderer import WarpRenderer
+    def execute(cls, points: dict, subject: Subject, size: int, batch_size: int,
+                still_background: bool = True) -> io.NodeOutput:
+        from moda_core.warp_renderer import WarpRenderer, reference_person_mask
 
         name = cls.DISPLAY_NAME
         if not isinstance(points, dict) or not {"face_xy", "torso_xy"} <= points.keys():
@@ -160,7 +165,9 @@ class MODAWarpRender(io.ComfyNode):
         if not (torch.isfinite(face).all() and torch.isfinite(torso).all()):
             raise node_error(name, "points", "they contain NaN or infinite values",
                              "check R's head-pose curves (scale must be > 0) and edits upstream")
-        warp = WarpRenderer(subject, size, face_center=points.get("face_center", "authors"))
+        mask = reference_person_mask(subject, require_mediapipe(name, "still_background")) if still_background \
+            else None
+        warp = WarpRenderer(subject, size, face_center=points.get("face_center", "authors"), person_mask=mask)
         torso = torso.numpy()
         return io.NodeOutput(_map_chunks(face, batch_size, lambda start, chunk: torch.from_numpy(warp.render_points(
             chunk.numpy(), torso[start:start + chunk.shape[0]]))))

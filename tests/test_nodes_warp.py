@@ -13,7 +13,7 @@ from pipeline_fixtures import *  # noqa: F401,F403  (fixtures: tiny_weights, mod
 from test_nodes_pipeline import (MOTION, PROJECT, _core_stand_ins, _execute, _saved_videos,  # noqa: F401
                                  photo_subject, portrait, speech)
 
-from moda_core.warp_renderer import WarpRenderer
+from moda_core.warp_renderer import WarpRenderer, reference_person_mask
 
 
 def _points(moda_nodes, moda_dir, photo_subject, data_dir, seconds=0.4):
@@ -31,9 +31,15 @@ def test_warp_render_node(moda_nodes, moda_dir, photo_subject, data_dir, progres
     assert frames.shape == (12, 256, 256, 3) and frames.dtype == torch.float32
     assert 0 <= frames.min() and frames.max() <= 1
     assert [e[:2] for e in progress_events] == [(5, 12), (10, 12), (12, 12)]
-    direct = WarpRenderer(photo_subject, 256, face_center=points["face_center"]).render_points(
+    mask = reference_person_mask(photo_subject, moda_dir)
+    direct = WarpRenderer(photo_subject, 256, face_center=points["face_center"], person_mask=mask).render_points(
         points["face_xy"][:3].numpy(), points["torso_xy"][:3].numpy())
     assert np.allclose(frames[:3].numpy(), direct, atol=1e-6)
+    plain = run_node(node, points=points, subject=photo_subject, size=256, batch_size=5,
+                     still_background=False).args[0]
+    whole = WarpRenderer(photo_subject, 256, face_center=points["face_center"]).render_points(
+        points["face_xy"][:3].numpy(), points["torso_xy"][:3].numpy())
+    assert np.allclose(plain[:3].numpy(), whole, atol=1e-6) and not np.allclose(direct, whole, atol=1e-3)
 
 
 def test_warp_render_node_errors_and_cancel(moda_nodes, moda_dir, photo_subject, data_dir, comfy_doubles,
