@@ -29,7 +29,7 @@ from .util import (AVATARS_FOLDER, check_choice, load_net, log, model_dir, requi
                    inside)
 
 FROM_SCRATCH = "(none: from scratch)"
-PRESETS = ("full", "small", "tiny")                 # what `moda train avatar --preset` offers
+PRESETS = ("full", "small", "tiny", "fast")               # what `moda train avatar --preset` offers
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PREVIEW_SIZE = 512                                  # longest side of the preview sent to the frontend
 TEXT_EVERY_S = 1.0                                  # losses shown on the node at most this often
@@ -162,7 +162,8 @@ class MODATrainAvatar(io.ComfyNode):
                                        "its size must be the preset's), or from scratch."),
                 io.Combo.Input("preset", options=list(PRESETS), default="full",
                                tooltip="Renderer size: full = 512 px (the paper's; a GPU wants), small = 256 px "
-                                       "(CPU), tiny = 64 px (tests only)."),
+                                       "(CPU), tiny = 64 px (tests only), fast = 512 px compact "
+                                       "real-time layout (CPU)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Seed of initialisation, shuffling and augmentation."),
                 io.Float.Input("minutes", default=0.0, min=0.0, max=100_000.0, step=1.0,

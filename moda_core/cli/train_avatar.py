@@ -24,8 +24,9 @@ def register_avatar(stages) -> None:
     parser.add_argument("--init", type=Path, default=None,
                         help="renderer .safetensors to fine-tune from (e.g. a converted authors' renderer or "
                              "another avatar); default: from scratch")
-    parser.add_argument("--preset", choices=["full", "small", "tiny"], default="full",
-                        help="renderer size: full = 512 px (paper), small = 256 px, tiny = 64 px (tests)")
+    parser.add_argument("--preset", choices=["full", "small", "tiny", "fast"], default="full",
+                        help="renderer size: full = 512 px (paper), small = 256 px, tiny = 64 px (tests), "
+                             "fast = 512 px compact real-time layout")
     parser.add_argument("--minutes", type=float, default=None,
                         help="optional time cap: stops early (state saved, report says so); run again to continue")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")

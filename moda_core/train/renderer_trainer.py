@@ -137,19 +137,29 @@ class RendererTask(TrainingTask):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config
         x, real = batch["input"], batch["target"]
-        with self._autocast():
-            fake = self.parallel("renderer")(x)
-            fake_out, real_out = self._discriminate(x, fake, real)
-            terms = self.reconstruction_terms(fake, batch)
-            terms["gan"] = lsgan_loss(fake_out, True)
-            terms["fm"] = feature_matching_loss(fake_out, real_out)
-            perceptual = self.perceptual(fake, real) if self.perceptual is not None else None
-        if perceptual is not None:
-            terms["vgg"] = perceptual
-        weights = {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
-                   "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight}
-        g_loss = sum(weights[name] * value for name, value in terms.items())
-        self.optimise("renderer", g_loss)
+        # the discriminator's weight gradients from the generator loss would be discarded (its step zeroes them
+        # first): not building them saves a part of the step (benchmarks/bench_avatar_step.py); DDP needs them
+        frozen = [] if "renderer_discriminator" in self._parallel else \
+            [p for p in self.networks["renderer_discriminator"].parameters() if p.requires_grad]
+        for param in frozen:
+            param.requires_grad_(False)
+        try:
+            with self._autocast():
+                fake = self.parallel("renderer")(x)
+                fake_out, real_out = self._discriminate(x, fake, real)
+                terms = self.reconstruction_terms(fake, batch)
+                terms["gan"] = lsgan_loss(fake_out, True)
+                terms["fm"] = feature_matching_loss(fake_out, real_out)
+                perceptual = self.perceptual(fake, real) if self.perceptual is not None else None
+            if perceptual is not None:
+                terms["vgg"] = perceptual
+            weights = {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
+                       "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight}
+            g_loss = sum(weights[name] * value for name, value in terms.items())
+            self.optimise("renderer", g_loss)
+        finally:
+            for param in frozen:
+                param.requires_grad_(True)
 
         with self._autocast():
             fake_out, real_out = self._discriminate(x, fake.detach(), real)
