@@ -192,6 +192,8 @@ class RenderGenerator(nn.Module):
         self.netG = _ResUNet(config)
         if config.tpe_bias:
             self.tpe_projection = nn.Linear(config.in_channels - IMAGE_CHANNELS, config.unet_in_channels)
+        if config.reference_residual:    # start from the reference itself: no random f x f block pattern at step 0
+            nn.init.zeros_(self.netG.model.model[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
