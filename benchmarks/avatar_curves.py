@@ -27,22 +27,40 @@ from pathlib import Path
 def run(name: str, source: Path, out: Path, args, init: Path | None = None, lr: float | None = None) -> dict:
     import torch
 
-    from moda_core.train.avatar import AvatarConfig, train_avatar
+    from moda_core.train.avatar import AvatarConfig, train_avatar, write_png
 
     torch.set_num_threads(args.threads)
     steps = args.pretrain_steps if name == "pretrain" else args.steps
     config = AvatarConfig(steps=steps, init=init, preset=args.preset, seed=args.seed, batch_size=args.batch_size,
                           preview_every=args.preview_every, lr=lr, perceptual=False if args.no_perceptual else None,
                           checkpoint_every=max(args.preview_every, 50), device="cpu")
+    stop_file = out / name / "STOP"           # touch it to stop after the current step (state saved, resumable)
     result = train_avatar(source, out / name, config, log=lambda m: print(f"[{name}] {m}", flush=True),
+                          should_stop=stop_file.exists,
+                          on_preview=lambda step, image: write_png(out / name / "preview_latest.png", image),
                           progress=lambda s, t, l: print(f"[{name}] step {s}/{t} " + " ".join(
                               f"{k}={v:.3f}" for k, v in l.items()), flush=True) if s % 10 == 0 else None)
     return result.report
 
 
 def report_of(out: Path, name: str) -> dict | None:
+    """report.json of a finished run; of a stopped one, its curve so far (train/curve.json, last held-out point)."""
     path = out / name / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if path.is_file():
+        return json.loads(path.read_text())
+    curve_path = out / name / "train" / "curve.json"
+    if not curve_path.is_file() or not json.loads(curve_path.read_text()):
+        return None
+    curve = json.loads(curve_path.read_text())
+    run = json.loads((out / name / "train" / "avatar_run.json").read_text())
+    return {"steps": curve[-1]["step"], "lr": run["lr"], "held_out_frames": "16 curve", "psnr": curve[-1]["psnr"],
+            "ssim": curve[-1]["ssim"], "sharpness": float("nan"), "curve": curve}
+
+
+def pretrained(out: Path) -> Path:
+    """The pretrain run's renderer: the finished file, else the last saved state of a stopped run."""
+    done = out / "pretrain" / "renderer.safetensors"
+    return done if done.is_file() else out / "pretrain" / "train" / "runs" / "renderer" / "last" / "renderer.safetensors"
 
 
 def steps_to_reach(curve: list[dict], psnr: float) -> int | None:
@@ -119,7 +137,7 @@ def main() -> None:
     if "pretrain" in parts:
         run("pretrain", args.other, out, args, lr=args.lr)
     if "finetune" in parts:
-        run("finetune", args.target, out, args, init=out / "pretrain" / "renderer.safetensors", lr=args.finetune_lr)
+        run("finetune", args.target, out, args, init=pretrained(out), lr=args.finetune_lr)
     summarise(out)
 
 
