@@ -93,7 +93,7 @@ def test_torso_ordered_and_below_the_chin(samples, name):
     assert samples[name].frames_without_torso == []
 
 
-def _write_clip(path, frames: int | list[np.ndarray], audio: bool, fps: int = 25):
+def _write_clip(path, frames: int | list[np.ndarray], audio: bool, fps: int = 25) -> Path:
     """An mpeg4 clip of the given RGB frames (or that many grey frames), optionally with AAC noise."""
     images = [np.full((128, 128, 3), 128, np.uint8)] * frames if isinstance(frames, int) else frames
     with av.open(str(path), "w") as container:
@@ -110,6 +110,7 @@ def _write_clip(path, frames: int | list[np.ndarray], audio: bool, fps: int = 25
             chunk.sample_rate = 16000
             container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))
+    return path
 
 
 def test_missing_video(tmp_path, models_dir):

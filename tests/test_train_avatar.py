@@ -8,7 +8,6 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from moda_core.models.renderer import RendererConfig, RenderGenerator
 from moda_core.render_settings import METADATA_KEY, RenderSettings
 from moda_core.tpe import TPEConfig
 from moda_core.train.avatar import AvatarConfig, AvatarError, AvatarInterrupted, train_avatar
+from test_preprocess_video import _write_clip
 from test_train_common import _seeded, sample_dir  # noqa: F401  (fixtures)
 
 STEPS = 4
@@ -169,24 +169,6 @@ def test_video_source_reuses_its_prepared_sample(sample_dir, data_dir, tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------- bad videos
-def _write_clip(path: Path, images: list[np.ndarray], audio: bool, fps: int = 25) -> Path:
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=fps, options={"qscale": "2"})
-        video.height, video.width = images[0].shape[:2]
-        video.pix_fmt = "yuv420p"
-        sound = container.add_stream("aac", rate=16000, layout="mono") if audio else None
-        for image in images:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(video.encode(None))
-        if sound is not None:
-            noise = np.random.default_rng(0).normal(0, 3000, (1, 16000 * len(images) // fps)).astype(np.int16)
-            chunk = av.AudioFrame.from_ndarray(noise, format="s16", layout="mono")
-            chunk.sample_rate = 16000
-            container.mux(sound.encode(chunk))
-            container.mux(sound.encode(None))
-    return path
-
-
 def _may_frames(data_dir: Path, count: int) -> list[np.ndarray]:
     from moda_core.preprocess import read_frames
 
