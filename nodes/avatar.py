@@ -6,7 +6,6 @@ step with the state saved; queueing it again with the same name resumes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import torch
 from comfy_api.latest import io, ui
 from PIL import Image
 
+from moda_core.checkpoints import content_hash
 from moda_core.subject import Subject, SubjectError
 
 from .models import MODALoadRenderer, files_of_kind, show_on_node
@@ -82,11 +82,7 @@ def _video_source(display_name: str, video, folder: str) -> str:
     os.close(fd)
     try:
         video.save_to(tmp)
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        path = os.path.join(folder, f"video_{digest.hexdigest()[:12]}.mp4")
+        path = os.path.join(folder, f"video_{content_hash(tmp)[:12]}.mp4")
         os.replace(tmp, path)
         return path
     except BaseException:
