@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
-import numpy as np
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -419,7 +419,8 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
         raise ValueError(f"{task.name}: {len(task.train_set)} training item(s) over {world} process(es) do not "
                          f"make a batch of {task.min_batch_size}; use more or longer clips, or a smaller window")
     sampler = DistributedSampler(task.train_set, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
-    loader = _loader(task.train_set, batch_size, sampler, task.min_batch_size > 1, config, device)
+    drop_last = task.min_batch_size > 1
+    loader = _loader(task.train_set, batch_size, sampler, drop_last, config, device)
     val_loader = None
     if task.val_set is not None and len(task.val_set):
         val_sampler = DistributedSampler(task.val_set, num_replicas=world, rank=rank, shuffle=False)
@@ -474,7 +475,6 @@ def _run(task: TrainingTask, out_dir: Path, run_dir: Path, config: LoopConfig, r
         network.train()
     stepped_since_val = False
     run_steps = 0
-    drop_last = task.min_batch_size > 1
     try:
         while not (stopped_by := out_of_budget()):
             sampler.set_epoch(counters.epoch)
