@@ -259,7 +259,9 @@ class WarpRenderer:
         triangles[flip] = triangles[flip][:, [0, 2, 1]]
         self.triangles = triangles
         self._source_corners = self.source[triangles]                          # [F, 3, 2]
-        area = signed_areas(self.source, triangles)
+        self._source_area = area = signed_areas(self.source, triangles)
+        self._longest_edge = longest = np.linalg.norm(
+            self._source_corners - self._source_corners[:, [1, 2, 0]], axis=-1).max(1)
 
         mid_ids = range(self.n_face + self.n_torso, self.n_face + self.n_torso + self.n_mid)
         hole_sets = [set(inner_lip_loop().tolist()) | set(mid_ids)]
@@ -271,8 +273,6 @@ class WarpRenderer:
         # tiny triangles and holes painted over may reorient harmlessly; slivers (height under 1 px, e.g. a closed
         # mouth's lip line) may fold by up to a pixel of height
         self.checked = ~self.hole & (area > 0.5 * self.scale ** 2)
-        corners = self.source[triangles]
-        longest = np.linalg.norm(corners - corners[:, [1, 2, 0]], axis=-1).max(1)
         sliver = area < longest * self.scale
         self.fold_allowance = np.where(sliver, longest * self.scale, 0.0)[self.checked]
         self._checked_ids = np.flatnonzero(self.checked)
@@ -556,9 +556,7 @@ class WarpRenderer:
             _, (iy, ix) = ndimage.distance_transform_edt(missing, return_distances=True, return_indices=True)
             lookup = lookup[iy, ix]
         self._lookup = lookup.reshape(-1)
-        corners = self._source_corners
-        longest = np.linalg.norm(corners - corners[:, [1, 2, 0]], axis=-1).max(1)
-        self._thin = signed_areas(self.source, self.triangles) < 3.0 * self.scale * longest     # height < 3 px
+        self._thin = self._source_area < 3.0 * self.scale * self._longest_edge     # height < 3 px
         # triangles sharing a vertex with each triangle (itself included), padded by repeating itself
         faces = len(self.triangles)
         owner = np.repeat(np.arange(faces), 3)
