@@ -159,12 +159,12 @@ def run_warp_protocol(video: str | Path, out_dir: str | Path, *, models_dir: str
     if count < 2:
         raise ValueError(f"{video} gives only {sample.num_frames} frames; the protocol needs at least 2 held-out "
                          f"frames (the last {HELD_OUT_FRACTION:.0%}), i.e. a clip of 10 frames or more")
-    reference_index = neutral_frame(sample.repr, split_range(sample.num_frames, "train", HELD_OUT_FRACTION))
+    train = split_range(sample.num_frames, "train", HELD_OUT_FRACTION)
+    reference_index = neutral_frame(sample.repr, train)
     subject = frame_subject(sample, reference_index)
     truth = sample.repr.slice_time(start, start + count)
     face, torso = (p[..., :2].numpy() for p in project_repr(truth, subject, face_center="canonical"))
 
-    train = split_range(sample.num_frames, "train", HELD_OUT_FRACTION)
     train_faces = project_repr(sample.repr.slice_time(train.start, train.stop), sample.subject,
                                face_center="canonical")[0][..., :2].numpy()
     open_index = most_open_mouth(train_faces)              # the mouth interior comes from the subject's own frames
