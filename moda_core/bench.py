@@ -282,7 +282,7 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
     """The figures of ``moda bench --compare-authors`` (see :func:`format_comparison`), all measured in one run."""
     from moda_core.checkpoints import content_hash
     from moda_core.pipeline import WEIGHT_FILES
-    from moda_core.render_backends import select_backend
+    from moda_core.render_backends import PRECISION_DTYPES, select_backend
 
     scratch = tempfile.TemporaryDirectory()
     folder = Path(scratch.name)
@@ -319,12 +319,11 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
                                                            batch_size, weights_hash)
         except Exception as err:                       # noqa: BLE001 - reported, the bench goes on
             figures["skipped"].append(f"{name} {variant_precision}: failed ({str(err).splitlines()[0][:120]})")
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     peaks = {run.precision: 0.0 for key, run in runs.items() if key != "authors"}
 
     def measure_peaks():                                # in the same turns as the renderers; best of the rounds
         for name in peaks:
-            peaks[name] = max(peaks[name], matmul_peak_gflops(dtypes[name], repeats=2, device=str(device)))
+            peaks[name] = max(peaks[name], matmul_peak_gflops(PRECISION_DTYPES[name], repeats=2, device=str(device)))
 
     seconds = interleaved_seconds_per_frame(runs, batches, device, between=measure_peaks)
     figures["authors_renderer"] = seconds.pop("authors")

@@ -31,7 +31,7 @@ import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BACKENDS = ("auto", "torch", "openvino")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 Log = Callable[[str], None]
 
@@ -190,7 +190,7 @@ class TorchBackend(RendererBackend):
                  compile: bool = False, batch_size: int | None = None):
         from moda_core.models.renderer import prepare_for_inference
 
-        if precision not in _DTYPES:
+        if precision not in PRECISION_DTYPES:
             raise ValueError(f"TorchBackend precision must be fp32, bf16 or fp16, got {precision!r}")
         super().__init__(renderer.config, next(renderer.parameters()).device)
         self.precision = precision
@@ -215,7 +215,7 @@ class TorchBackend(RendererBackend):
             x = torch.cat([x, x[-1:].expand(size - count, -1, -1, -1)])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self.compiled(x.to(_DTYPES[self.precision]))
+        y = self.compiled(x.to(PRECISION_DTYPES[self.precision]))
         return y[:count].float().contiguous()
 
 

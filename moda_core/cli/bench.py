@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from moda_core.bench import build_models, format_report, matmul_peak_gflops, profile_pipeline, renderer_flops
     from moda_core.preprocess import load_audio, subject_from_photo
-    from moda_core.render_backends import select_backend
+    from moda_core.render_backends import PRECISION_DTYPES, select_backend
 
     for option in ("frames", "fast_frames"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size)
     peaks = {"fp32": matmul_peak_gflops(torch.float32, device=args.device)}
     if backend.precision != "fp32":
-        dtype = torch.bfloat16 if backend.precision == "bf16" else torch.float16
-        peaks[backend.precision] = matmul_peak_gflops(dtype, device=args.device)
+        peaks[backend.precision] = matmul_peak_gflops(PRECISION_DTYPES[backend.precision], device=args.device)
     result = profile_pipeline(models, wave, subject, batch_size=args.batch_size, max_render_frames=args.frames,
                               renderer=backend)
     print(f"moda bench: config {args.config}, {args.seconds:g} s audio, backend {backend.name}, precision "
