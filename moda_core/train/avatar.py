@@ -381,6 +381,7 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
     ``prepare_progress(stage, done, total)`` while a video is prepared. Bad inputs and a full disk raise
     :class:`AvatarError` (the last good checkpoint is kept).
     """
+    from moda_core.metrics import psnr, ssim
     from moda_core.models.discriminators import MultiscaleDiscriminator
     from moda_core.train.datasets import load_sample
     from moda_core.train.loop import LoopConfig, run_training
@@ -394,18 +395,16 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         out.mkdir(parents=True, exist_ok=True)
         sample_dir = _sample_folder(source, out, config, log, prepare_progress, should_stop)
         sample = load_sample(sample_dir)
-        seconds_needed = MIN_SECONDS
-        if sample.num_frames / sample.fps < seconds_needed:
+        if sample.num_frames / sample.fps < MIN_SECONDS:
             raise AvatarError(f"{sample_dir} holds {sample.num_frames / sample.fps:.2f} s; an avatar needs at least "
-                              f"{seconds_needed:g} s (the last {HELD_OUT_FRACTION:.0%} is held out)")
+                              f"{MIN_SECONDS:g} s (the last {HELD_OUT_FRACTION:.0%} is held out)")
         generator, tpe = _starting_renderer(config, log)
         perceptual, perceptual_note = _perceptual(config)
         lr = config.lr or (1e-4 if config.init is not None else 1e-3)
         train_dir.mkdir(exist_ok=True)
         run = {"source": str(source), "sample": str(sample_dir), "seed": config.seed, "preset": config.preset,
                "init": str(Path(config.init).resolve()) if config.init else None, "batch_size": config.batch_size,
-               "lr": lr,
-               "perceptual": perceptual is not None, "fps": sample.fps}
+               "lr": lr, "perceptual": perceptual is not None, "fps": sample.fps}
         _check_run(train_dir, run)
         discriminator = MultiscaleDiscriminator(preset_config("renderer_discriminator", config.preset))
         train_config = RendererTrainConfig(val_fraction=HELD_OUT_FRACTION, tpe=tpe, tpe_jitter=TPE_JITTER,
@@ -429,8 +428,6 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
 
         def preview(step: int) -> None:
             renders, reals = _render_frames(task.networks["renderer"], held_out, curve_items)
-            from moda_core.metrics import psnr, ssim
-
             point = {"step": step, "psnr": psnr(renders, reals), "ssim": ssim(renders, reals),
                      **{k: float(v) for k, v in last_losses.items()}}
             curve[:] = [p for p in curve if p["step"] < step] + [point]
@@ -451,9 +448,8 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
             if should_stop is not None and should_stop():
                 raise AvatarInterrupted(step, out)
 
-        device = config.device
         loop = LoopConfig(max_steps=config.steps, max_minutes=config.minutes, batch_size=config.batch_size,
-                          val_every=10 ** 9, seed=config.seed, device=device, progress=False,
+                          val_every=10 ** 9, seed=config.seed, device=config.device, progress=False,
                           save_every=config.checkpoint_every)
         tic = time.monotonic()
         result = run_training(task, train_dir, loop, on_step=on_step)
