@@ -286,11 +286,11 @@ class WarpRenderer:
         n = len(self.source)
         adjacency = coo_matrix((np.ones(len(edges) * 2), (np.concatenate([edges[:, 0], edges[:, 1]]),
                                                            np.concatenate([edges[:, 1], edges[:, 0]]))), shape=(n, n))
-        self.adjacency = (adjacency.tocsr() > 0).astype(np.float64)
-        self.degree = np.asarray(self.adjacency.sum(1)).reshape(-1, 1)
-        # the same as a padded neighbour table (row n: a pad pointing at an extra, always-zero / False entry)
-        adjacency, count = self.adjacency.tocsr(), np.diff(self.adjacency.indptr)
+        adjacency = adjacency.tocsr() > 0
         adjacency.sort_indices()
+        count = np.diff(adjacency.indptr)
+        self.degree = count.astype(np.float64).reshape(-1, 1)
+        # as a padded neighbour table (row n: a pad pointing at an extra, always-zero / False entry)
         self._neighbours = np.full((n, max(int(count.max()), 1)), n, dtype=np.int64)
         self._neighbours[np.repeat(np.arange(n), count),
                          np.arange(adjacency.nnz) - np.repeat(adjacency.indptr[:-1], count)] = adjacency.indices
