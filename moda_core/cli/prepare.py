@@ -30,14 +30,14 @@ def _photo(args: argparse.Namespace) -> int:
 def _video(args: argparse.Namespace) -> int:
     from moda_core.cli.checks import ArgumentError, check_input_file, check_input_folder, check_output_folder
 
+    if args.workers < 1:
+        raise ArgumentError(f"--workers must be at least 1, got {args.workers}")
     source = Path(args.video)
     if source.is_dir():
         return _video_folder(args, source)
     check_input_file(source, "VIDEO")
     check_input_folder(args.models and Path(args.models), "--models")
     check_output_folder(Path(args.out).parent, "--out")
-    if args.workers < 1:
-        raise ArgumentError(f"--workers must be at least 1, got {args.workers}")
     from moda_core.cli.progress import StageProgress
     from moda_core.preprocess import prepare_video_sample
     from moda_core.preprocess.batch import is_prepared_sample
@@ -59,8 +59,6 @@ def _video_folder(args: argparse.Namespace, source: Path) -> int:
     from moda_core.cli.checks import ArgumentError, check_input_folder, check_output_folder
 
     check_input_folder(args.models and Path(args.models), "--models")
-    if args.workers < 1:
-        raise ArgumentError(f"--workers must be at least 1, got {args.workers}")
     from moda_core.preprocess.batch import VIDEO_SUFFIXES, prepare_videos, video_files
 
     videos = video_files(source)
