@@ -139,7 +139,7 @@ class MODAModels:
             return cls(**nets, renderer=None)
         models = cls(**nets, render_settings=RenderSettings.of_weight_file(paths["renderer"]))
         models.renderer_backend = select_backend(models.renderer, device, backend, precision,
-                                                 weights_hash=None if backend == "torch" else content_hash(paths["renderer"]),
+                                                 weights_hash=lambda: content_hash(paths["renderer"]),
                                                  cache_dir=cache_dir,
                                                  channels_last=_channels_last(renderer_layout))
         return models

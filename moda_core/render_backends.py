@@ -366,15 +366,16 @@ def openvino_faster(torch_backend: TorchBackend, ov_backend: "OpenVINOBackend", 
 
 
 def select_backend(renderer: torch.nn.Module, device: torch.device | str | None = None, backend: str = "auto",
-                   precision: str = "auto", *, weights_hash: str | None = None,
+                   precision: str = "auto", *, weights_hash: str | Callable[[], str] | None = None,
                    cache_dir: str | os.PathLike | None = None, channels_last: bool = True, compile: bool = False,
                    batch_size: int | None = None, log: Log | None = _stderr) -> RendererBackend:
     """The renderer backend to use on ``device`` (default: where the renderer is).
 
     ``backend``: "torch", "openvino" (CPU only; falls back to torch with one line when it is not installed or
     cannot convert the network) or "auto" (OpenVINO on a CPU when installed and faster than torch in a cached
-    one-frame probe, else torch). ``precision``: see :func:`resolve_precision`. The renderer module is moved
-    to ``device`` and prepared in place for the torch backend.
+    one-frame probe, else torch). ``precision``: see :func:`resolve_precision`. ``weights_hash``: the weights'
+    key for the OpenVINO cache, or a function computing it, called only when OpenVINO is tried. The renderer
+    module is moved to ``device`` and prepared in place for the torch backend.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -395,7 +396,7 @@ def select_backend(renderer: torch.nn.Module, device: torch.device | str | None 
     if not openvino_available():
         say("openvino is not installed (pip install comfyui-moda[openvino]); rendering with torch")
         return torch_backend()
-    weights = weights_hash or state_hash(renderer)
+    weights = (weights_hash() if callable(weights_hash) else weights_hash) or state_hash(renderer)
     try:
         ov_backend = OpenVINOBackend(renderer, precision, weights_hash=weights, cache_dir=cache_dir, log=log)
     except Exception as err:                           # noqa: BLE001 - any conversion failure falls back
