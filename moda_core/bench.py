@@ -6,6 +6,7 @@ not depend on the machine.
 """
 from __future__ import annotations
 
+import copy
 import resource
 import tempfile
 import time
@@ -183,8 +184,6 @@ def backend_variants(device: torch.device, openvino: bool = True) -> tuple[list[
 def make_backend(renderer: torch.nn.Module, backend: str, precision: str, cache_dir=None, compile: bool = False,
                  batch_size: int | None = None, weights_hash: str | None = None):
     """A backend over a copy of ``renderer`` (backends prepare their module in place)."""
-    import copy
-
     from moda_core.render_backends import OpenVINOBackend, TorchBackend
 
     model = copy.deepcopy(renderer)
@@ -264,11 +263,16 @@ def load_seconds(folder: Path, backend, device, cache_dir=None) -> float:
 MOTION_STAGES = ("audio features (wav2vec2)", "MODA", "FaCo-Net + smoothing")
 
 
+def motion_seconds(times: dict[str, float]) -> float:
+    """Seconds of the motion stages (whole clip) in a :func:`profile_pipeline` times dict."""
+    return sum(times.get(stage, 0.0) for stage in MOTION_STAGES)
+
+
 def end_to_end(result: dict, fixed: float = 0.0) -> tuple[float, float]:
     """(seconds per audio second, frames/s end to end) for the whole clip, from a run that may have rendered
     only its first frames: motion stages as measured (whole clip), per-frame stages scaled to every frame."""
     times, fps = result["times"], 30.0
-    motion = sum(times.get(stage, 0.0) for stage in MOTION_STAGES)
+    motion = motion_seconds(times)
     per_frame = sum(s for stage, s in times.items() if stage not in MOTION_STAGES) / max(result["frames"], 1)
     frames = result["motion_frames"]
     total = fixed + motion + per_frame * frames
@@ -281,6 +285,7 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
                     log=print) -> dict:
     """The figures of ``moda bench --compare-authors`` (see :func:`format_comparison`), all measured in one run."""
     from moda_core.checkpoints import content_hash
+    from moda_core.models.renderer import prepare_for_inference, render
     from moda_core.pipeline import WEIGHT_FILES
     from moda_core.render_backends import PRECISION_DTYPES, select_backend
 
@@ -295,11 +300,6 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
     flops = renderer_flops(renderer)
     figures["gflop_per_frame"] = flops / 1e9
     batches = renderer_inputs(config, frames, batch_size)
-
-    import copy
-
-    from moda_core.models.renderer import prepare_for_inference, render
-
     best = select_backend(copy.deepcopy(renderer), device, backend, precision, weights_hash=weights_hash,
                           cache_dir=cache_dir, compile=compile, batch_size=batch_size, log=log)
     figures["ours_backend"] = f"{best.name} {best.precision}"
@@ -347,7 +347,7 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
     figures["ours_other_per_frame"] = (result["times"]["projection + drawing"]
                                        + result["times"]["video encoding"]) / result["frames"]
     audio_seconds, fps = figures["audio_seconds"], 30.0
-    motion = sum(result["times"].get(stage, 0.0) for stage in MOTION_STAGES)
+    motion = motion_seconds(result["times"])
     figures["ours_per_audio_second"] = ((figures["ours_startup"] + figures["ours_load"] + motion) / audio_seconds
                                         + fps * (figures["ours_renderer"] + figures["ours_other_per_frame"]))
     figures["authors_per_audio_second"] = (AUTHORS_FIXED_SECONDS / audio_seconds + AUTHORS_PER_AUDIO_SECOND
@@ -389,8 +389,7 @@ def format_comparison(f: dict) -> str:
                  f"(two Python start-ups, model loading) + {AUTHORS_PER_AUDIO_SECOND:.3f} s per audio second (audio "
                  f"load, wav2vec2/MODA/FaCo, mux) + {AUTHORS_PER_FRAME:.4f} s per frame (feature video, PNGs)")
     lines.append(f"authors: {f['authors_per_audio_second']:.2f} s per audio second")
-    times = f["ours_times"]
-    motion = sum(times.get(stage, 0.0) for stage in MOTION_STAGES)
+    motion = motion_seconds(f["ours_times"])
     lines.append(f"ours, measured now: backend {f['ours_backend']}: start-up {f['ours_startup']:.2f} s + loading "
                  f"{f['ours_load']:.2f} s + motion {motion:.2f} s (whole clip) + renderer {f['ours_renderer']:.3f} "
                  f"s/frame + drawing/encoding {f['ours_other_per_frame']:.4f} s/frame (streaming run; its renderer "
