@@ -194,13 +194,14 @@ def make_backend(renderer: torch.nn.Module, backend: str, precision: str, cache_
 
 def renderer_inputs(config, frames: int, batch_size: int) -> list[torch.Tensor]:
     """Random condition/reference images in [-1, 1] + the TPE of frames 0..frames-1, in batches."""
+    from moda_core.models.renderer import IMAGE_CHANNELS
     from moda_core.tpe import temporal_positional_encoding
 
     generator = torch.Generator().manual_seed(0)
     batches = []
     for start in range(0, frames, batch_size):
         indices = list(range(start, min(start + batch_size, frames)))
-        images = torch.rand(len(indices), 6, config.image_size, config.image_size, generator=generator) * 2 - 1
+        images = torch.rand(len(indices), IMAGE_CHANNELS, config.image_size, config.image_size, generator=generator) * 2 - 1
         batches.append(torch.cat([images, temporal_positional_encoding(indices, config.image_size,
                                                                        config.image_size)], dim=1))
     return batches
