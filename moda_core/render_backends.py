@@ -344,6 +344,13 @@ def _probe_key(weights: str, config, precision: str) -> str:
                        "weights": weights, "config": asdict(config), "precision": precision}, sort_keys=True)
 
 
+def _known_probes(cache_dir: str | os.PathLike | None) -> dict:
+    try:
+        return json.loads(_probe_file(cache_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def openvino_faster(torch_backend: TorchBackend, ov_backend: "OpenVINOBackend", weights: str,
                     cache_dir: str | os.PathLike | None = None) -> tuple[bool, float, float]:
     """(OpenVINO faster?, torch s/frame, OpenVINO s/frame) from a one-frame timed probe, cached per machine,
@@ -352,10 +359,7 @@ def openvino_faster(torch_backend: TorchBackend, ov_backend: "OpenVINOBackend", 
 
     path = _probe_file(cache_dir)
     key = _probe_key(weights, torch_backend.config, torch_backend.precision)
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = _known_probes(cache_dir)
     if key not in known:
         x = _probe_input(torch_backend.config)
         known[key] = {"torch": time_backend(torch_backend, x), "openvino": time_backend(ov_backend, x)}
@@ -397,6 +401,16 @@ def select_backend(renderer: torch.nn.Module, device: torch.device | str | None 
         say("openvino is not installed (pip install comfyui-moda[openvino]); rendering with torch")
         return torch_backend()
     weights = (weights_hash() if callable(weights_hash) else weights_hash) or state_hash(renderer)
+
+    def slower(fallback: TorchBackend, torch_s: float, ov_s: float) -> TorchBackend:
+        say(f"openvino is slower than torch on this machine ({ov_s:.3f} vs {torch_s:.3f} s/frame, {precision}); "
+            "rendering with torch")
+        return fallback
+
+    if backend == "auto":                  # a cached probe that chose torch: no conversion or compile to throw away
+        known = _known_probes(cache_dir).get(_probe_key(weights, renderer.config, precision))
+        if known is not None and known["openvino"] >= known["torch"]:
+            return slower(torch_backend(), known["torch"], known["openvino"])
     try:
         ov_backend = OpenVINOBackend(renderer, precision, weights_hash=weights, cache_dir=cache_dir, log=log)
     except Exception as err:                           # noqa: BLE001 - any conversion failure falls back
@@ -407,8 +421,4 @@ def select_backend(renderer: torch.nn.Module, device: torch.device | str | None 
         return ov_backend
     fallback = torch_backend()
     faster, torch_s, ov_s = openvino_faster(fallback, ov_backend, weights, cache_dir)
-    if not faster:
-        say(f"openvino is slower than torch on this machine ({ov_s:.3f} vs {torch_s:.3f} s/frame, {precision}); "
-            "rendering with torch")
-        return fallback
-    return ov_backend
+    return ov_backend if faster else slower(fallback, torch_s, ov_s)
