@@ -306,6 +306,8 @@ def render_batch(renderer: torch.nn.Module, conditions: torch.Tensor, reference:
     """Condition images ``[B, S, S, 3]`` + reference ``[S, S, 3]`` (0..1) -> frames ``[B, S, S, 3]`` in 0..1.
 
     ``S`` must be the renderer's image size; frame ``start_frame + i`` gets TPE index ``start_frame + i``.
+    ``reference`` may also be one image per frame ``[B, S, S, 3]`` (the warp renderer's frames, for renderers
+    with ``warped_reference``).
     ``renderer``: the module (run in ``precision``; "auto" as :func:`moda_core.render_backends.auto_precision`)
     or a :class:`~moda_core.render_backends.RendererBackend` (runs in its own precision).
     """
@@ -316,7 +318,14 @@ def render_batch(renderer: torch.nn.Module, conditions: torch.Tensor, reference:
     device = backend.device if backend is not None else next(renderer.parameters()).device
     batch, size = conditions.shape[0], conditions.shape[1]
     planes = temporal_positional_encoding(torch.arange(start_frame, start_frame + batch), size, size, tpe)
-    reference = _to_signed(reference.to(torch.float32)[None]).expand(batch, -1, -1, -1)   # converted once
+    reference = reference.to(torch.float32)
+    if reference.dim() == 3:
+        reference = _to_signed(reference[None]).expand(batch, -1, -1, -1)      # converted once
+    elif reference.shape[0] == batch:
+        reference = _to_signed(reference)
+    else:
+        raise ValueError(f"render_batch: {reference.shape[0]} reference images for {batch} condition images; give "
+                         "one reference [S, S, 3] or one per frame [B, S, S, 3]")
     x = torch.cat([_to_signed(conditions), reference, planes], dim=1).to(device)
     if backend is not None:
         y = backend(x)
@@ -340,6 +349,18 @@ def reference_at(subject: Subject, size: int) -> torch.Tensor:
         return subject.reference_float()
     image = cv2.resize(subject.reference_image.numpy(), (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(image).to(torch.float32) / 255.0
+
+
+def reference_warp(subject: Subject, size: int, face_center: Sequence[float] | str,
+                   models_dir: str | os.PathLike | None = None):
+    """The :class:`~moda_core.warp_renderer.WarpRenderer` that makes a ``warped_reference`` renderer's reference
+    channels, in training and at inference alike: ``subject``'s reference crop at ``size`` px over its still
+    background (person mask from the selfie segmenter in ``models_dir``, default the MediaPipe models folder),
+    with the painted mouth interior (a subject file keeps no video frames to take one from)."""
+    from moda_core.warp_renderer import WarpRenderer, reference_person_mask
+
+    return WarpRenderer(subject, size, face_center=face_center,
+                        person_mask=reference_person_mask(subject, models_dir))
 
 
 class PasteBack:
@@ -417,12 +438,18 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
         tpe = options.tpe or settings.tpe
         size = renderer.config.image_size
         reference = reference_at(subject, size)
-        batches = ((start, conditions, render_batch(renderer, conditions, reference, start, tpe=tpe,
-                                                    precision=options.precision))
-                   for start, conditions in condition_batches(r, subject, sample=options.sample,
-                                                              batch_size=options.batch_size,
-                                                              face_center=face_center, style=options.drawing_style,
-                                                              size=size))
+        if renderer.config.warped_reference:      # per frame, the warp renderer's frame is the reference
+            warp = reference_warp(subject, size, face_center, options.models_dir)
+            batches = ((start, conditions, render_batch(renderer, conditions, warped, start, tpe=tpe,
+                                                        precision=options.precision))
+                       for start, conditions, warped in _warp_batches(warp, r, subject, options, draw=True))
+        else:
+            batches = ((start, conditions, render_batch(renderer, conditions, reference, start, tpe=tpe,
+                                                        precision=options.precision))
+                       for start, conditions in condition_batches(r, subject, sample=options.sample,
+                                                                  batch_size=options.batch_size,
+                                                                  face_center=face_center,
+                                                                  style=options.drawing_style, size=size))
     paste = PasteBack(subject, size, options.paste_feather) if options.paste_back else None
     for start, conditions, frames in batches:
         if options.layout == "debug":

@@ -40,14 +40,18 @@ class RendererConfig(ConfigMixin):
     #                                    predicts corrections to the reference image (input REFERENCE_CHANNELS)
     tpe_bias: bool = False        # read the TPE channels (constant planes) at one pixel and add a learned projection
     #                               of them to the U-Net input instead of feeding full-size planes
+    warped_reference: bool = False     # the reference channels hold, per frame, the warp renderer's frame (the
+    #                                    reference crop warped to the frame's points) instead of the still crop;
+    #                                    with reference_residual the net starts as the warp renderer and learns
+    #                                    what a 2-D warp cannot do (mouth inside, shading, hair)
 
-    _FLAGS = ("plain_levels", "reference_residual", "tpe_bias")
+    _FLAGS = ("plain_levels", "reference_residual", "tpe_bias", "warped_reference")
 
     def __post_init__(self):
         self._check_positive_ints([f.name for f in fields(self) if f.name not in self._FLAGS])
         if not isinstance(self.plain_levels, int) or not 0 <= self.plain_levels <= self.num_levels:
             raise ValueError(f"RendererConfig.plain_levels must be an int in 0..num_levels, got {self.plain_levels!r}")
-        for name in ("reference_residual", "tpe_bias"):
+        for name in ("reference_residual", "tpe_bias", "warped_reference"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"RendererConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.tpe_bias and self.in_channels <= IMAGE_CHANNELS:
@@ -71,13 +75,13 @@ class RendererConfig(ConfigMixin):
     def fast(cls, image_size: int = 512) -> "RendererConfig":
         """The compact real-time layout (see benchmarks/bench_fast_renderer.py for its measurements)."""
         return cls(ngf=32, num_levels=6, image_size=image_size, width_cap=4, space_to_depth=4, plain_levels=0,
-                   reference_residual=True, tpe_bias=True)
+                   reference_residual=True, tpe_bias=True, warped_reference=True)
 
     @property
     def is_authors_layout(self) -> bool:
         """True for the authors' network shape (any ngf/levels/size), whose keys match their checkpoints."""
         return (self.width_cap, self.space_to_depth, self.plain_levels, self.reference_residual,
-                self.tpe_bias) == (8, 1, 0, False, False)
+                self.tpe_bias, self.warped_reference) == (8, 1, 0, False, False, False)
 
     @property
     def unet_in_channels(self) -> int:

@@ -7,7 +7,8 @@ Each folder is split by time: the first ``1 - val_fraction`` of its frames train
   pose minus the mean pose, torso minus the mean torso; ``face`` (FaCo-Net's target) is the dense face minus
   the template. Audio is the whole clip normalised once (like the authors), then cut per window.
 * :class:`RenderFrames` (renderer): one frame per item, generator input (condition image drawn from the
-  ground-truth R + reference image + TPE of the frame index), the real frame, and a mouth mask.
+  ground-truth R + reference image + TPE of the frame index), the real frame, and a mouth mask. For renderers
+  with ``warped_reference`` the reference channels hold the warp renderer's frame for the ground-truth points.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from moda_core.drawing import DRAW_SIZE, draw_condition_images
 from moda_core.geometry import CANONICALISATION_FACE_CENTER
 from moda_core.landmarks import mouth_indices
 from moda_core.models.audio_encoder import SAMPLE_RATE, normalise_waveform
-from moda_core.pipeline import reference_at
+from moda_core.pipeline import reference_at, reference_warp
 from moda_core.projection import project_repr
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
@@ -177,12 +178,16 @@ class RenderFrames(Dataset):
     ``tpe_jitter`` > 0 adds a random offset in [0, tpe_jitter) frames to each item's TPE index: the renderer
     then learns to ignore time, so a renderer trained on a short clip does not break on frames past the
     clip's length (unseen TPE values) at inference.
+    ``warped_reference``: the reference channels hold the subject's reference crop warped to the frame's
+    ground-truth points (:func:`moda_core.pipeline.reference_warp`, still background from the selfie segmenter in ``models_dir``),
+    as :func:`moda_core.pipeline.render_stream` feeds such renderers; items then also hold ``still_reference``.
     Conditions and targets are cached in memory (uint8) when they fit in ``preload_limit_mb``.
     """
 
     def __init__(self, sample: SampleData, part: Part, image_size: int, *, tpe: TPEConfig = TPEConfig(),
                  tpe_jitter: int = 0, val_fraction: float = 0.2,
-                 face_center: Sequence[float] = CANONICALISATION_FACE_CENTER, preload_limit_mb: float = 2048.0):
+                 face_center: Sequence[float] = CANONICALISATION_FACE_CENTER, preload_limit_mb: float = 2048.0,
+                 warped_reference: bool = False, models_dir: str | os.PathLike | None = None):
         self.sample = sample
         self.frames = split_range(sample.num_frames, part, val_fraction)
         if len(self.frames) == 0:
@@ -196,19 +201,26 @@ class RenderFrames(Dataset):
         scale = image_size / DRAW_SIZE
         self._mouth_boxes = torch.cat([lips.amin(1) - MOUTH_MARGIN, lips.amax(1) + MOUTH_MARGIN], 1) * scale
         self._reference = reference_at(sample.subject, image_size).movedim(-1, 0) * 2.0 - 1.0
-        self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        if len(self.frames) * image_size ** 2 * 6 / 2 ** 20 <= preload_limit_mb:
+        self._warp = reference_warp(sample.subject, image_size, face_center, models_dir) if warped_reference else None
+        self._cache: list[tuple[torch.Tensor, ...]] | None = None
+        per_frame = 9 if warped_reference else 6
+        if len(self.frames) * image_size ** 2 * per_frame / 2 ** 20 <= preload_limit_mb:
             self._cache = [self._load(i) for i in range(len(self.frames))]
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(condition, target) uint8 [S, S, 3] of the i-th frame of the part."""
+    def _load(self, i: int) -> tuple[torch.Tensor, ...]:
+        """(condition, target[, warped reference]) uint8 [S, S, 3] of the i-th frame of the part."""
         t = self.frames[i]
         condition = draw_condition_images(self._face_xy[t:t + 1], self._torso_xy[t:t + 1], size=self.image_size,
                                           style="authors", as_uint8=True)[0]
-        return condition, read_frame(self.sample, t, self.image_size)
+        target = read_frame(self.sample, t, self.image_size)
+        if self._warp is None:
+            return condition, target
+        warped = self._warp.render_points(self._face_xy[t:t + 1].double().numpy(),
+                                          self._torso_xy[t:t + 1].double().numpy())[0]
+        return condition, target, torch.from_numpy(np.rint(warped * 255.0).astype(np.uint8))
 
     def mouth_mask(self, i: int) -> torch.Tensor:
         x0, y0, x1, y1 = self._mouth_boxes[self.frames[i]].tolist()
@@ -218,9 +230,14 @@ class RenderFrames(Dataset):
         return (rows[:, None] & cols[None, :]).float()[None]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        condition, target = self._cache[i] if self._cache is not None else self._load(i)
+        condition, target, *warped = self._cache[i] if self._cache is not None else self._load(i)
         t = self.frames[i]
         shift = int(torch.randint(0, self.tpe_jitter, ())) if self.tpe_jitter > 0 else 0
         planes = temporal_positional_encoding([t + shift], self.image_size, self.image_size, self.tpe)[0]
-        return {"input": torch.cat([_signed(condition), self._reference, planes]), "target": _signed(target),
+        reference = _signed(warped[0]) if warped else self._reference
+        item = {"input": torch.cat([_signed(condition), reference, planes]), "target": _signed(target),
                 "mouth": self.mouth_mask(i), "index": torch.tensor(t)}
+        if warped:
+            item["still_reference"] = self._reference
+        return item
+
