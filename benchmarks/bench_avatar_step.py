@@ -4,6 +4,12 @@ forward for the generator loss, generator backward + Adam, discriminator forward
 preview (16 frames rendered and scored, once every ``preview_every`` steps).
 
     python benchmarks/bench_avatar_step.py SAMPLE_DIR [--presets fast full] [--batch-sizes 4 2] [--steps 5]
+    python benchmarks/bench_avatar_step.py SAMPLE_DIR --compare-discriminators [--presets fast] [--batch-sizes 4]
+
+``--compare-discriminators``: whole ``RendererTask.train_step`` calls with discriminator variants (the preset's,
+the authors'-preset-like fast one, one scale, ndf 16, on a 256-px downscale, combinations, and none: GAN and
+feature-matching weights 0), the variants interleaved step by step on the same batches, as CPU s per step and the
+ratio to the first variant.
 
 Converting to a step budget: an idle 2-core CPU gives about 1.7 effective cores to a 2-thread run, so
 30 idle minutes = 1800 * 1.7 / (CPU s per step) steps (preview cost added per ``preview_every`` steps).
@@ -11,8 +17,10 @@ Converting to a step budget: an idle 2-core CPU gives about 1.7 effective cores 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,6 +35,16 @@ from moda_core.train.presets import preset_config
 from moda_core.train.renderer_trainer import RendererTask, RendererTrainConfig
 
 EFFECTIVE_CORES = 1.7
+FAST_BEFORE = {"ndf": 32, "n_layers": 3, "num_D": 2, "downscale": 1}     # the fast preset's D until 2026-12-03
+DISCRIMINATOR_VARIANTS = {             # label -> DiscriminatorConfig fields over FAST_BEFORE (None: no D)
+    "ndf 32, 3 layers, 2 scales (before)": {},
+    "1 scale": {"num_D": 1},
+    "ndf 16": {"ndf": 16},
+    "256-px downscale": {"downscale": 2},
+    "256-px downscale, 1 scale": {"downscale": 2, "num_D": 1},
+    "ndf 16, 256-px downscale": {"ndf": 16, "downscale": 2},
+    "no D (GAN and FM weights 0)": None,
+}
 
 
 @contextmanager
@@ -36,12 +54,14 @@ def timed(totals: dict, name: str):
     totals[name] = totals.get(name, 0.0) + time.process_time() - tic
 
 
-def measure(sample, preset: str, batch_size: int, steps: int, keep_d_grads: bool = False) -> dict:
+def measure(sample, preset: str, batch_size: int, steps: int, keep_d_grads: bool = False,
+            models_dir: str | None = None) -> dict:
     torch.manual_seed(0)
     generator, settings_tpe = _starting_renderer(AvatarConfig(preset=preset), log=lambda m: None)
     discriminator = MultiscaleDiscriminator(preset_config("renderer_discriminator", preset))
     config = RendererTrainConfig(val_fraction=0.2, tpe=settings_tpe, tpe_jitter=TPE_JITTER,
-                                 face_center=CANONICALISATION_FACE_CENTER, lr=1e-3, perceptual_weight=0.0)
+                                 face_center=CANONICALISATION_FACE_CENTER, lr=1e-3, perceptual_weight=0.0,
+                                 models_dir=models_dir)
     task = RendererTask(generator, discriminator, [sample], config)
     task.to(torch.device("cpu"))
     rng = np.random.default_rng(0)
@@ -93,6 +113,41 @@ def measure(sample, preset: str, batch_size: int, steps: int, keep_d_grads: bool
     return per_step
 
 
+def compare_discriminators(sample, preset: str, batch_size: int, steps: int, models_dir: str | None) -> dict:
+    """CPU s per whole train step for each of DISCRIMINATOR_VARIANTS (plus the preset's own D)."""
+    torch.manual_seed(0)
+    generator, settings_tpe = _starting_renderer(AvatarConfig(preset=preset), log=lambda m: None)
+    preset_d = preset_config("renderer_discriminator", preset)
+    base = replace(preset_d, **FAST_BEFORE)
+    variants = {f"preset {preset!r}: ndf {preset_d.ndf}, {preset_d.n_layers} layers, {preset_d.num_D} scales, "
+                f"downscale {preset_d.downscale}": preset_d}
+    variants.update({label: None if fields is None else replace(base, **fields)
+                     for label, fields in DISCRIMINATOR_VARIANTS.items()})
+    config = RendererTrainConfig(val_fraction=0.2, tpe=settings_tpe, tpe_jitter=TPE_JITTER,
+                                 face_center=CANONICALISATION_FACE_CENTER, lr=1e-3, perceptual_weight=0.0,
+                                 models_dir=models_dir)
+    tasks = {}
+    for label, d_config in variants.items():
+        cfg = config if d_config is not None else replace(config, gan_weight=0.0, feature_matching_weight=0.0)
+        task = RendererTask(copy.deepcopy(generator), MultiscaleDiscriminator(d_config or base), [sample], cfg)
+        task.to(torch.device("cpu"))
+        tasks[label] = task
+    train_set = next(iter(tasks.values())).train_set
+    rng = np.random.default_rng(0)
+    drawn = rng.integers(0, len(train_set), batch_size * (steps + 1))
+    totals = dict.fromkeys(tasks, 0.0)
+    for step in range(steps + 1):
+        items = drawn[step * batch_size:(step + 1) * batch_size]
+        batch = torch.utils.data.default_collate([train_set[int(i)] for i in items])
+        for label, task in tasks.items():                  # interleaved: machine load drifts hit all alike
+            torch.manual_seed(step)
+            tic = time.process_time()
+            task.train_step(task.batch_to_device(batch))
+            if step:                                       # step 0: warm-up
+                totals[label] += time.process_time() - tic
+    return {label: total / steps for label, total in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sample")
@@ -102,12 +157,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-d-grads", action="store_true",
                         help="also build the discriminator's weight gradients in the generator step (as before)")
+    parser.add_argument("--compare-discriminators", action="store_true",
+                        help="whole train steps with discriminator variants instead of the split by part")
+    parser.add_argument("--models", default=None, help="MediaPipe models folder (warped-reference renderers)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sample = load_sample(args.sample)
+    if args.compare_discriminators:
+        for preset in args.presets:
+            for batch_size in args.batch_sizes:
+                costs = compare_discriminators(sample, preset, batch_size, args.steps, args.models)
+                first = costs[next(k for k in costs if k.startswith("ndf 32"))]
+                print(f"\n{preset}, batch {batch_size}, {args.threads} threads, {args.steps} steps each (interleaved):"
+                      f" CPU s per train step, ratio to the fast D before")
+                for label, cost in costs.items():
+                    print(f"  {label:60s} {cost:7.2f} s  {cost / first:5.2f}x")
+        return
     for preset in args.presets:
         for batch_size in args.batch_sizes:
-            parts = measure(sample, preset, batch_size, args.steps, args.keep_d_grads)
+            parts = measure(sample, preset, batch_size, args.steps, args.keep_d_grads, args.models)
             step = sum(v for k, v in parts.items() if not k.startswith(("data, first", "preview")))
             what = "D weight grads in the G step" if args.keep_d_grads else "no D weight grads in the G step"
             print(f"\n{preset} (512 px), batch {batch_size}, {args.threads} threads, {what}: {step:.2f} CPU s per step "

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from moda_core.models._config import ConfigMixin
@@ -18,6 +19,7 @@ class DiscriminatorConfig(ConfigMixin):
     ndf: int = 64
     n_layers: int = 4       # stride-2 convs, including the first
     num_D: int = 3          # scales: full, 1/2, 1/4 resolution
+    downscale: int = 1      # the input is average-pooled by this factor before the first scale (1: the authors')
 
     def __post_init__(self):
         self._check_positive_ints()
@@ -78,6 +80,7 @@ class MultiscaleDiscriminator(nn.Module):
     """x [B, input_nc, H, W] -> per scale (full resolution first) the list of n_layers + 2 layer outputs.
 
     The last entry of each list is the PatchGAN score map [B, 1, h, w]; the others feed feature matching.
+    With ``config.downscale`` d > 1 the scales see x average-pooled by d (H and W must be multiples of d).
     """
 
     def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig()):
@@ -88,4 +91,10 @@ class MultiscaleDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         if x.dim() != 4 or x.shape[1] != self.config.input_nc:
             raise ValueError(f"discriminator input must be [B, {self.config.input_nc}, H, W], got {list(x.shape)}")
+        factor = self.config.downscale
+        if factor > 1:
+            if x.shape[2] % factor or x.shape[3] % factor:
+                raise ValueError(f"discriminator downscale {factor} needs H and W divisible by it, got "
+                                 f"{list(x.shape[2:])}")
+            x = F.avg_pool2d(x, factor)
         return self.netD(x)

@@ -6,6 +6,11 @@ term is ``|M * fake - M * real|_1`` (mean over the image) with M the lip box of 
 Discriminator: multi-scale PatchGAN on [generator input, image], LSGAN ``((D(real) - 1)^2 + D(fake)^2) / 2``.
 Optimisers: Adam(0.9, 0.99), lr 1e-4 (paper §3.5; the authors' code used betas (0.5, 0.999)).
 Validation: ``loss`` = the colour and mouth terms (weighted as in training) and ``psnr`` (dB) on held-out frames.
+With GAN and feature-matching weights both 0 the discriminator is not run (nor trained).
+
+Distillation (``distill_weight`` > 0 and a ``teacher`` renderer): the generator loss adds
+``distill_weight * L1(student, teacher)``, the teacher (frozen, eval mode) rendering the same input, with the still
+reference (``still_reference``) in its reference channels when the batch has it (warped-reference students).
 
 TPE: training defaults to the authors' offset (:data:`moda_core.tpe.AUTHORS_TRAIN_OFFSET`, v = 1 + t/1000)
 while inference (:class:`moda_core.pipeline.AnimateOptions`) uses 0; train with ``TPEConfig()`` (offset 0)
@@ -24,7 +29,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from moda_core.geometry import CANONICALISATION_FACE_CENTER
 from moda_core.metrics import psnr, ssim
 from moda_core.models.discriminators import DiscriminatorConfig, MultiscaleDiscriminator
-from moda_core.models.renderer import RenderGenerator, RendererConfig
+from moda_core.models.renderer import REFERENCE_CHANNELS, RenderGenerator, RendererConfig
 from moda_core.render_settings import METADATA_KEY, RenderSettings
 from moda_core.tpe import AUTHORS_TRAIN_OFFSET, TPEConfig
 from moda_core.train.datasets import RenderFrames, SampleData, load_samples, read_frame
@@ -50,10 +55,14 @@ class RendererTrainConfig:
     preload_limit_mb: float = 2048.0      # cache drawn conditions and frames in memory up to this size
     channels_last: bool = True            # NHWC memory format: ~1.7x faster convolutions on CPU
     precision: Literal["fp32", "bf16"] = "fp32"   # bf16: forward passes under torch.autocast (weights stay fp32)
+    distill_weight: float = 0.0           # L1 to a teacher renderer's output (RendererTask teacher); 0 = off
+    models_dir: str | None = None         # MediaPipe models (selfie segmenter) for warped-reference renderers
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if not self.distill_weight >= 0:
+            raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
 
 
 def _images(x: torch.Tensor):
@@ -77,10 +86,12 @@ class RendererTask(TrainingTask):
 
     def __init__(self, generator: RenderGenerator, discriminator: MultiscaleDiscriminator,
                  samples: Sequence[SampleData], config: RendererTrainConfig = RendererTrainConfig(), *,
-                 perceptual: PerceptualLoss | None = None):
+                 perceptual: PerceptualLoss | None = None, teacher: RenderGenerator | None = None):
         """``perceptual``: the VGG19 term to use (e.g. :meth:`PerceptualLoss.from_file`); by default it is made
-        (fetched) when ``config.perceptual_weight`` is not 0."""
+        (fetched) when ``config.perceptual_weight`` is not 0. ``teacher``: the renderer to distil from (needs
+        ``config.distill_weight`` > 0; same image size and input channels as ``generator``; it is not trained)."""
         super().__init__()
+        self.teacher = _checked_teacher(teacher, generator.config, config.distill_weight)
         expected = generator.config.in_channels + generator.config.out_channels
         if discriminator.config.input_nc != expected:
             raise ValueError(f"discriminator input_nc must be {expected} (generator input + image), "
@@ -96,7 +107,9 @@ class RendererTask(TrainingTask):
             return ConcatDataset([RenderFrames(s, part, generator.config.image_size, tpe=config.tpe,
                                                tpe_jitter=jitter, val_fraction=config.val_fraction,
                                                face_center=config.face_center,
-                                               preload_limit_mb=config.preload_limit_mb) for s in samples])
+                                               preload_limit_mb=config.preload_limit_mb,
+                                               warped_reference=generator.config.warped_reference,
+                                               models_dir=config.models_dir) for s in samples])
 
         self.train_set = frames("train")
         self.val_set = frames("val") if config.val_fraction > 0 else None
@@ -108,8 +121,10 @@ class RendererTask(TrainingTask):
         super().to(device)
         if self.perceptual is not None:
             self.perceptual.to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
         if self.config.channels_last:
-            for network in self.networks.values():
+            for network in [*self.networks.values(), *([self.teacher] if self.teacher is not None else [])]:
                 network.to(memory_format=torch.channels_last)
 
     def batch_to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -134,9 +149,23 @@ class RendererTask(TrainingTask):
         mouth = batch["mouth"]
         return {"color": F.l1_loss(fake, batch["target"]), "mouth": F.l1_loss(fake * mouth, batch["target"] * mouth)}
 
+    @torch.no_grad()
+    def teacher_output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The teacher's render of the batch (its reference channels: ``still_reference`` when the batch has it)."""
+        x = batch["input"]
+        if "still_reference" in batch:
+            x = x.clone()
+            x[:, REFERENCE_CHANNELS] = batch["still_reference"]
+        self.teacher.eval()
+        with self._autocast():
+            return self.teacher(x)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config
         x, real = batch["input"], batch["target"]
+        if cfg.gan_weight == 0 and cfg.feature_matching_weight == 0:
+            return self._generator_only_step(batch)
+        taught = self.teacher_output(batch) if self.teacher is not None else None
         # the discriminator's weight gradients from the generator loss would be discarded (its step zeroes them
         # first): not building them saves a part of the step (benchmarks/bench_avatar_step.py); DDP needs them
         frozen = [] if "renderer_discriminator" in self._parallel else \
@@ -153,9 +182,9 @@ class RendererTask(TrainingTask):
                 perceptual = self.perceptual(fake, real) if self.perceptual is not None else None
             if perceptual is not None:
                 terms["vgg"] = perceptual
-            weights = {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
-                       "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight}
-            g_loss = sum(weights[name] * value for name, value in terms.items())
+            if taught is not None:
+                terms["distill"] = F.l1_loss(fake, taught)
+            g_loss = sum(self._weights()[name] * value for name, value in terms.items())
             self.optimise("renderer", g_loss)
         finally:
             for param in frozen:
@@ -167,6 +196,25 @@ class RendererTask(TrainingTask):
         self.optimise("renderer_discriminator", d_loss)
         return {"g": g_loss.item(), **{name: value.item() for name, value in terms.items()}, "d": d_loss.item()}
 
+    def _weights(self) -> dict[str, float]:
+        cfg = self.config
+        return {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
+                "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight, "distill": cfg.distill_weight}
+
+    def _generator_only_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The step without adversarial terms: the discriminator would not change the generator's loss."""
+        taught = self.teacher_output(batch) if self.teacher is not None else None
+        with self._autocast():
+            fake = self.parallel("renderer")(batch["input"])
+            terms = self.reconstruction_terms(fake, batch)
+            if self.perceptual is not None:
+                terms["vgg"] = self.perceptual(fake, batch["target"])
+        if taught is not None:
+            terms["distill"] = F.l1_loss(fake, taught)
+        g_loss = sum(self._weights()[name] * value for name, value in terms.items())
+        self.optimise("renderer", g_loss)
+        return {"g": g_loss.item(), **{name: value.item() for name, value in terms.items()}}
+
     def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         fake = self.networks["renderer"](batch["input"])
         terms = self.reconstruction_terms(fake, batch)
@@ -177,7 +225,7 @@ class RendererTask(TrainingTask):
 @torch.no_grad()
 def evaluate_renderer(renderer: RenderGenerator, sample: SampleData, *, tpe: TPEConfig, val_fraction: float = 0.2,
                       face_center: Sequence[float] = CANONICALISATION_FACE_CENTER, size: int | None = None,
-                      batch_size: int = 8) -> tuple[float, float]:
+                      batch_size: int = 8, models_dir: str | os.PathLike | None = None) -> tuple[float, float]:
     """Held-out (PSNR dB, SSIM) of the renderer: ground-truth conditions of the last ``val_fraction`` of the clip
     rendered and compared with the real frames, at ``size`` px (default: the renderer's; renders are resized
     bilinearly like :class:`moda_core.pipeline.AnimateOptions` ``output_size``)."""
@@ -185,7 +233,8 @@ def evaluate_renderer(renderer: RenderGenerator, sample: SampleData, *, tpe: TPE
 
     renderer_size = renderer.config.image_size
     size = size or renderer_size
-    frames = RenderFrames(sample, "val", renderer_size, tpe=tpe, val_fraction=val_fraction, face_center=face_center)
+    frames = RenderFrames(sample, "val", renderer_size, tpe=tpe, val_fraction=val_fraction, face_center=face_center,
+                          warped_reference=renderer.config.warped_reference, models_dir=models_dir)
     device = next(renderer.parameters()).device
     renders, reals = [], []
     renderer.eval()
@@ -199,6 +248,27 @@ def evaluate_renderer(renderer: RenderGenerator, sample: SampleData, *, tpe: TPE
         renders.append(images.clamp(0, 1).permute(0, 2, 3, 1).cpu())
     renders_np, reals_np = torch.cat(renders).numpy(), torch.cat(reals).numpy()
     return float(psnr(renders_np, reals_np)), float(ssim(renders_np, reals_np))
+
+
+def _checked_teacher(teacher: RenderGenerator | None, student: RendererConfig,
+                     weight: float) -> RenderGenerator | None:
+    """The teacher frozen in eval mode, after checking it fits the student and the distillation weight."""
+    if teacher is None:
+        if weight > 0:
+            raise ValueError(f"distill_weight is {weight} but no teacher renderer was given; give one or set 0")
+        return None
+    if weight == 0:
+        raise ValueError("a teacher renderer was given but distill_weight is 0; set a weight > 0 (e.g. 50, the "
+                         "colour term's) or give no teacher")
+    mine, theirs = (student.image_size, student.in_channels), (teacher.config.image_size, teacher.config.in_channels)
+    if mine != theirs:
+        raise ValueError(f"the teacher renderer is {theirs[0]} px with {theirs[1]} input channels but the trained "
+                         f"renderer is {mine[0]} px with {mine[1]}; distil from a renderer of the same size and "
+                         "input (TPE) layout")
+    teacher.eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
 
 
 def discriminator_config_for(generator: RendererConfig, ndf: int = 64, n_layers: int = 4,
