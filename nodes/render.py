@@ -86,6 +86,11 @@ class MODARender(io.ComfyNode):
                                        "network), openvino (converted once and cached; needs `pip install "
                                        "openvino`, else torch with a log line), auto (OpenVINO when installed and "
                                        "faster in a one-frame probe). On a GPU always torch."),
+                io.Image.Input("warped_frames", optional=True,
+                               tooltip="For renderers trained on warped references (the 'fast' preset, warp-refine "
+                                       "avatars): MODA Warp Render's images for the same points and subject, one "
+                                       "per condition image; the renderer refines them. Leave empty for the "
+                                       "authors' and full-size renderers."),
             ],
             outputs=[io.Image.Output("images", display_name="images",
                                      tooltip="The rendered frames [T, S, S, 3] in 0..1 (S = renderer size).")],
@@ -93,7 +98,7 @@ class MODARender(io.ComfyNode):
 
     @classmethod
     def execute(cls, conditions: torch.Tensor, subject: Subject, renderer, start_frame: int,
-                batch_size: int, backend: str = "torch") -> io.NodeOutput:
+                batch_size: int, backend: str = "torch", warped_frames: torch.Tensor | None = None) -> io.NodeOutput:
         name = cls.DISPLAY_NAME
         conditions = expect_images(name, "conditions", conditions)
         if conditions.shape[1] != conditions.shape[2]:
@@ -103,18 +108,47 @@ class MODARender(io.ComfyNode):
         renderer = expect_net(name, "renderer", renderer, "renderer", "MODA Load Renderer")
         size = renderer.module.config.image_size
         reference = reference_at(subject, size)
+        references = _warped_references(name, renderer.module.config.warped_reference, warped_frames, conditions)
         settings = getattr(renderer.module, "render_settings", RenderSettings())
         if backend not in RENDER_BACKENDS:
             raise node_error(name, "backend", f"unknown option {backend!r}",
                              f"pick one of {', '.join(RENDER_BACKENDS)}")
         cpu = None if backend == "torch" or renderer.device.type != "cpu" else _cpu_backend(renderer, backend)
+        def reference_for(start: int, count: int) -> torch.Tensor:
+            if references is None:
+                return reference
+            return _fit(references[start:start + count].to("cpu", torch.float32), size)
+
         if cpu is not None:
             return io.NodeOutput(_map_chunks(conditions, batch_size, lambda start, batch: render_batch(
-                cpu, _fit(batch.to(torch.float32), size), reference, start_frame + start, tpe=settings.tpe)))
+                cpu, _fit(batch.to(torch.float32), size), reference_for(start, batch.shape[0]), start_frame + start,
+                tpe=settings.tpe)))
         with renderer.active() as net:
             return io.NodeOutput(_map_chunks(conditions, batch_size, lambda start, batch: render_batch(
-                net, _fit(batch.to(torch.float32), size), reference, start_frame + start, tpe=settings.tpe,
-                precision=renderer.precision)))
+                net, _fit(batch.to(torch.float32), size), reference_for(start, batch.shape[0]), start_frame + start,
+                tpe=settings.tpe, precision=renderer.precision)))
+
+
+def _warped_references(name: str, needed: bool, warped_frames: torch.Tensor | None,
+                       conditions: torch.Tensor) -> torch.Tensor | None:
+    """The per-frame references of a warp-refine renderer (checked), or None for a still-reference renderer."""
+    if not needed:
+        if warped_frames is not None:
+            raise node_error(name, "warped_frames", "this renderer was trained on the subject's still reference, not "
+                             "on warped frames", "disconnect warped_frames (only 'fast' / warp-refine renderers "
+                             "use them)")
+        return None
+    if warped_frames is None:
+        raise node_error(name, "warped_frames", "this renderer refines the warp renderer's frames (it was trained "
+                         "with warped references) and none are connected",
+                         "add MODA Warp Render on the same points and subject and connect its images here")
+    warped_frames = expect_images(name, "warped_frames", warped_frames)
+    if warped_frames.shape[0] != conditions.shape[0] or warped_frames.shape[1] != warped_frames.shape[2]:
+        raise node_error(name, "warped_frames", f"{warped_frames.shape[0]} frames of "
+                         f"{warped_frames.shape[2]}x{warped_frames.shape[1]} for {conditions.shape[0]} condition "
+                         "images", "connect MODA Warp Render's images made from the same points (one square frame "
+                         "per condition image)")
+    return warped_frames
 
 
 class MODAWarpRender(io.ComfyNode):

@@ -72,3 +72,35 @@ def test_warp_photo_to_video_workflow_runs(moda_nodes, moda_dir, data_dir):
     with Image.open(REPO_ROOT / "samples" / "portrait.jpg") as photo:
         assert video["images"].shape == (results["9"][0].num_frames, photo.height, photo.width, 3)
     assert video["fps"] == 30.0
+
+
+def test_render_node_refines_warped_frames(moda_nodes, moda_dir, photo_subject, data_dir):
+    """A warp-refine renderer (the 'fast' preset's kind) takes MODA Warp Render's frames; a fresh one returns them."""
+    from moda_core.checkpoints import save_model
+    from moda_core.models.renderer import RenderGenerator, RendererConfig
+
+    config = RendererConfig(ngf=4, num_levels=3, image_size=64, width_cap=2, space_to_depth=2,
+                            reference_residual=True, tpe_bias=True, warped_reference=True)
+    save_model(RenderGenerator(config).eval(), moda_dir / "refine.safetensors")
+    refine = run_node(moda_nodes["MODA_LoadRenderer"], weights="refine.safetensors", precision="fp32").args[0]
+    still = run_node(moda_nodes["MODA_LoadRenderer"], weights="renderer.safetensors", precision="fp32").args[0]
+    model = run_node(moda_nodes["MODA_LoadMODAModel"], weights="moda.safetensors", precision="auto").args[0]
+    r = run_node(moda_nodes["MODA_AudioToMotion"], audio=speech(data_dir, 0.2), subject=photo_subject,
+                 model=model, **MOTION).args[0]
+    conditions, points = run_node(moda_nodes["MODA_ProjectRepr"], repr=r, subject=photo_subject, **PROJECT).args[:2]
+    warped = run_node(moda_nodes["MODA_WarpRender"], points=points, subject=photo_subject, size=64,
+                      batch_size=4).args[0]
+    render = moda_nodes["MODA_Render"]
+    frames = run_node(render, conditions=conditions, subject=photo_subject, renderer=refine, start_frame=0,
+                      batch_size=4, warped_frames=warped).args[0]
+    assert frames.shape == warped.shape and torch.allclose(frames, warped, atol=1e-6)
+    with pytest.raises(ValueError, match="^MODA Render: input 'warped_frames': this renderer refines the warp "
+                                         "renderer's frames"):
+        run_node(render, conditions=conditions, subject=photo_subject, renderer=refine, start_frame=0, batch_size=4)
+    with pytest.raises(ValueError, match="^MODA Render: input 'warped_frames': 3 frames of 64x64 for 6 condition"):
+        run_node(render, conditions=conditions, subject=photo_subject, renderer=refine, start_frame=0, batch_size=4,
+                 warped_frames=warped[:3])
+    with pytest.raises(ValueError, match="^MODA Render: input 'warped_frames': this renderer was trained on the "
+                                         "subject's still reference"):
+        run_node(render, conditions=conditions, subject=photo_subject, renderer=still, start_frame=0, batch_size=4,
+                 warped_frames=warped)
