@@ -86,6 +86,10 @@ def test_teacher_sees_the_still_reference_when_the_batch_has_one(sample):
     got = task.teacher_output({**batch, "still_reference": still})
     assert torch.equal(got, expected) and not torch.allclose(got, same_input)
     assert torch.equal(batch["input"][:, REFERENCE_CHANNELS], _batch(task)["input"][:, REFERENCE_CHANNELS])
+    warped_teacher = _teacher(warped_reference=True)                # a warp-refine teacher: the same input
+    task = _task(sample, RenderGenerator(RendererConfig.tiny()), replace(CONFIG, distill_weight=10.0), warped_teacher)
+    with torch.no_grad():
+        assert torch.equal(task.teacher_output({**batch, "still_reference": still}), warped_teacher(batch["input"]))
 
 
 def test_teacher_errors_are_clear(sample):

@@ -140,6 +140,52 @@ def test_init_starts_from_the_given_renderer(sample_dir, tmp_path):
     assert not (tmp_path / "bad" / "renderer.safetensors").exists()
 
 
+def test_held_out_frames_are_rendered_once_at_the_end(sample_dir, tmp_path, monkeypatch):
+    import moda_core.train.avatar as avatar
+
+    rendered, original = [], avatar._render_frames
+
+    def counting(renderer, frames, indices):
+        rendered.append(len(indices))
+        return original(renderer, frames, indices)
+
+    monkeypatch.setattr(avatar, "_render_frames", counting)
+    previews = []
+    result = train_avatar(sample_dir, tmp_path / "once", replace(TINY, steps=2, preview_every=1),
+                          on_preview=lambda step, image: previews.append(step), log=lambda line: None)
+    assert rendered == [16, 18]              # the step-1 preview; then all 18 held-out frames once (step 2 and scores)
+    assert [p["step"] for p in result.report["curve"]] == [1, 2] and previews == [1, 2]
+
+
+def test_teacher_distils_into_the_avatar(sample_dir, tmp_path):
+    torch.manual_seed(11)
+    teacher = tmp_path / "teacher.safetensors"
+    save_model(RenderGenerator(RendererConfig.tiny()), teacher,
+               extra_metadata={METADATA_KEY: RenderSettings(tpe=TPEConfig(offset=1000.0)).to_json()})
+    one = replace(TINY, steps=1, preview_every=1)
+    losses = []
+    taught = train_avatar(sample_dir, tmp_path / "taught", replace(one, teacher=teacher),
+                          progress=lambda step, total, terms: losses.append(dict(terms)), log=lambda line: None)
+    plain = train_avatar(sample_dir, tmp_path / "plain", one, log=lambda line: None)
+    assert (taught.report["teacher"], taught.report["distill_weight"]) == (str(teacher), 50.0)
+    assert losses[0]["distill"] > 0 and "distilled from" in (taught.out_dir / "report.md").read_text()
+    assert RenderSettings.of_weight_file(taught.renderer).tpe.offset == 1000.0     # scratch takes the teacher's TPE
+    assert not _same(_weights(taught.out_dir), _weights(plain.out_dir))
+    with pytest.raises(AvatarError, match=r"distill_weight 50.0 -> 10.0"):
+        train_avatar(sample_dir, tmp_path / "taught", replace(one, teacher=teacher, distill_weight=10.0),
+                     log=lambda line: None)
+    small = tmp_path / "small.safetensors"
+    save_model(RenderGenerator(RendererConfig(ngf=2, num_levels=6, image_size=128)), small)
+    with pytest.raises(AvatarError, match=r"teacher renderer .* is 128 px with 19 input channels but preset 'tiny' "
+                                          r"trains 64 px"):
+        train_avatar(sample_dir, tmp_path / "bad", replace(one, teacher=small), log=lambda line: None)
+    with pytest.raises(AvatarError, match="teacher renderer .* not found"):
+        train_avatar(sample_dir, tmp_path / "bad", replace(one, teacher=tmp_path / "none.safetensors"),
+                     log=lambda line: None)
+    with pytest.raises(ValueError, match="needs a teacher renderer"):
+        replace(one, distill_weight=10.0)
+
+
 def test_cli_writes_the_files(sample_dir, tmp_path, capsys):
     from moda_core.cli import main
 

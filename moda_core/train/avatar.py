@@ -27,6 +27,10 @@ Choices (documented here once):
   form). Its TPE settings (offset, scale) carry over; the face centre recorded in the result is the one the
   training conditions were drawn with (the sample's canonicalisation centre).
 * The renderer trains with TPE jitter (:class:`.datasets.RenderFrames`) so audio longer than the clip works.
+* Distillation (``teacher``): a trained renderer of the same person (e.g. a paper-size avatar) whose output the
+  new renderer also learns, with weight ``distill_weight`` (default 50, the colour term's). The teacher must have
+  the preset's image size and TPE layout; a scratch run takes the teacher's TPE settings (a fine-tune: the
+  starting renderer's and the teacher's must agree).
 * Perceptual (VGG19) term: ``perceptual=None`` uses it when the VGG19 weights are on this machine (``vgg19``,
   ``models_dir/vgg19-dcbb9e9d.pth`` or the torch hub cache); nothing is downloaded.
 """
@@ -57,7 +61,9 @@ TPE_JITTER = 9000           # frames (5 minutes at 30 fps), as the quickstart
 CURVE_FRAMES = 16           # held-out frames (evenly spaced) scored at every preview
 FACE_CHECK_FRAMES = 5       # frames looked at for several faces before preparing a video
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
-RUN_KEYS = ("seed", "preset", "init", "batch_size", "lr", "perceptual", "fps")   # what a resume must keep
+RUN_KEYS = ("seed", "preset", "init", "batch_size", "lr", "perceptual", "fps", "teacher",
+            "distill_weight")                                                    # what a resume must keep
+DISTILL_WEIGHT = 50.0       # default weight of the L1 to the teacher's render (the colour term's)
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 PreviewCallback = Callable[[int, np.ndarray], None]
@@ -95,6 +101,8 @@ class AvatarConfig:
     vgg19: Path | None = None         # VGG19 weights file (torchvision's vgg19-dcbb9e9d.pth)
     checkpoint_every: int = 500       # steps between resumable states (also saved on stop and at the end)
     fps: float = 30.0                 # frame rate a video is prepared at
+    teacher: Path | None = None       # renderer .safetensors to distil from (same size and TPE layout)
+    distill_weight: float | None = None   # L1 to the teacher's render; None: DISTILL_WEIGHT with a teacher
 
     def __post_init__(self):
         from moda_core.train.presets import PRESETS
@@ -110,6 +118,15 @@ class AvatarConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.distill_weight is not None and (self.teacher is None or not self.distill_weight > 0):
+            raise ValueError(f"distill_weight ({self.distill_weight}) needs a teacher renderer and must be > 0")
+
+    @property
+    def distillation(self) -> float:
+        """The weight of the distillation term (0 without a teacher)."""
+        if self.teacher is None:
+            return 0.0
+        return DISTILL_WEIGHT if self.distill_weight is None else float(self.distill_weight)
 
 
 @dataclass
@@ -253,6 +270,40 @@ def _starting_renderer(config: AvatarConfig, log: Callable[[str], None] = print)
     return load_model(init, kind="renderer").train(), settings.tpe
 
 
+def _teacher_renderer(config: AvatarConfig, student, tpe: TPEConfig, log: Callable[[str], None]):
+    """(teacher renderer or None, the TPE settings to train with): the ``teacher`` file loaded and checked."""
+    from moda_core.checkpoints import load_model
+    from moda_core.render_settings import RenderSettings
+
+    if config.teacher is None:
+        return None, tpe
+    path = Path(config.teacher)
+    if not path.is_file():
+        raise AvatarError(f"teacher renderer {path} not found")
+    try:
+        teacher = load_model(path, kind="renderer")
+        settings = RenderSettings.of_weight_file(path)
+    except (ValueError, OSError) as err:
+        raise AvatarError(f"cannot load the teacher renderer {path}: {err}") from None
+    theirs, mine = teacher.config, student.config
+    if (theirs.image_size, theirs.in_channels) != (mine.image_size, mine.in_channels):
+        raise AvatarError(f"the teacher renderer {path} is {theirs.image_size} px with {theirs.in_channels} input "
+                          f"channels but preset {config.preset!r} trains {mine.image_size} px with "
+                          f"{mine.in_channels}; distil from a renderer of that size and TPE layout")
+    expected = TPEConfig()
+    if (settings.tpe.form, settings.tpe.num_frequencies) != (expected.form, expected.num_frequencies):
+        raise AvatarError(f"the teacher renderer {path} takes a {settings.tpe.form}-form TPE with "
+                          f"{settings.tpe.num_frequencies} frequencies; avatars use the {expected.form} form with "
+                          f"{expected.num_frequencies}: distil from another renderer")
+    if config.init is not None and settings.tpe != tpe:
+        raise AvatarError(f"the teacher renderer {path} was trained with TPE {settings.tpe} but the starting "
+                          f"renderer {config.init} with {tpe}; pick a teacher and a starting renderer that agree")
+    if tuple(settings.face_center) != tuple(CANONICALISATION_FACE_CENTER):
+        log(f"avatar: the teacher {path} was made with face centre {tuple(settings.face_center)}; it is given the "
+            f"conditions drawn with the sample's {tuple(CANONICALISATION_FACE_CENTER)}")
+    return teacher, settings.tpe
+
+
 def find_vgg19(config: AvatarConfig) -> Path | None:
     """The VGG19 weights file on this machine (``config.vgg19``, ``models_dir``, the torch hub cache), or None."""
     candidates = [config.vgg19] if config.vgg19 is not None else []
@@ -305,13 +356,13 @@ def _preview_image(render: np.ndarray, real: np.ndarray) -> np.ndarray:
     return (np.concatenate([real, render], axis=1) * 255.0).round().clip(0, 255).astype(np.uint8)
 
 
-def _held_out_scores(renderer, frames, sample) -> dict[str, float]:
-    """PSNR, SSIM and sharpness ratio (face region) of every held-out frame."""
+def _held_out_scores(renders: np.ndarray, reals: np.ndarray, frames, sample) -> dict[str, float]:
+    """PSNR, SSIM and sharpness ratio (face region) of every held-out frame (``renders``, ``reals``: all items of
+    ``frames``, as :func:`_render_frames` gives them)."""
     from moda_core.metrics import psnr, ssim
     from moda_core.metrics.sharpness import sharpness_ratio
     from moda_core.projection import project_repr
 
-    renders, reals = _render_frames(renderer, frames, list(range(len(frames))))
     held = frames.frames
     truth = sample.repr.slice_time(held.start, held.stop)
     points = project_repr(truth, sample.subject, face_center="canonical")[0][..., :2].numpy()
@@ -354,7 +405,9 @@ def _markdown(report: dict) -> str:
     lines = [f"# Avatar {report['name']}", "",
              f"- {report['steps']} steps (stopped by {report['stopped_by']}), seed {report['seed']}, "
              f"{report['image_size']} px ({report['preset']}), "
-             f"{'fine-tuned from ' + report['init'] if report['init'] else 'from scratch'}",
+             f"{'fine-tuned from ' + report['init'] if report['init'] else 'from scratch'}"
+             + (f", distilled from {report['teacher']} (weight {report['distill_weight']:g})"
+                if report.get("teacher") else ""),
              f"- held-out ({report['held_out_frames']} frames, the clip's last {HELD_OUT_FRACTION:.0%}): "
              f"PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.4f}, sharpness ratio {report['sharpness']:.3f}",
              f"- perceptual term: {report['perceptual_note']}",
@@ -399,18 +452,23 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
             raise AvatarError(f"{sample_dir} holds {sample.num_frames / sample.fps:.2f} s; an avatar needs at least "
                               f"{MIN_SECONDS:g} s (the last {HELD_OUT_FRACTION:.0%} is held out)")
         generator, tpe = _starting_renderer(config, log)
+        teacher, tpe = _teacher_renderer(config, generator, tpe, log)
         perceptual, perceptual_note = _perceptual(config)
         lr = config.lr or (1e-4 if config.init is not None else 1e-3)
         train_dir.mkdir(exist_ok=True)
         run = {"source": str(source), "sample": str(sample_dir), "seed": config.seed, "preset": config.preset,
                "init": str(Path(config.init).resolve()) if config.init else None, "batch_size": config.batch_size,
-               "lr": lr, "perceptual": perceptual is not None, "fps": sample.fps}
+               "lr": lr, "perceptual": perceptual is not None, "fps": sample.fps,
+               "teacher": str(Path(config.teacher).resolve()) if config.teacher else None,
+               "distill_weight": config.distillation}
         _check_run(train_dir, run)
         discriminator = MultiscaleDiscriminator(preset_config("renderer_discriminator", config.preset))
         train_config = RendererTrainConfig(val_fraction=HELD_OUT_FRACTION, tpe=tpe, tpe_jitter=TPE_JITTER,
                                            face_center=CANONICALISATION_FACE_CENTER, lr=lr,
-                                           perceptual_weight=10.0 if perceptual is not None else 0.0)
-        task = RendererTask(generator, discriminator, [sample], train_config, perceptual=perceptual)
+                                           perceptual_weight=10.0 if perceptual is not None else 0.0,
+                                           models_dir=str(config.models_dir) if config.models_dir else None,
+                                           distill_weight=config.distillation)
+        task = RendererTask(generator, discriminator, [sample], train_config, perceptual=perceptual, teacher=teacher)
         held_out = task.val_set.datasets[0]
         task.val_set = None                  # scored here (curve, report); the weights are the last step's
         curve_items = sorted(set(np.linspace(0, len(held_out) - 1, min(CURVE_FRAMES, len(held_out)))
@@ -426,8 +484,10 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         last_preview: list[np.ndarray] = []
         last_losses: dict[str, float] = {}
 
-        def preview(step: int) -> None:
-            renders, reals = _render_frames(task.networks["renderer"], held_out, curve_items)
+        def preview(step: int, renders: np.ndarray | None = None, reals: np.ndarray | None = None) -> None:
+            """Curve point and preview image of ``step`` (``renders``/``reals`` of curve_items, else rendered)."""
+            if renders is None:
+                renders, reals = _render_frames(task.networks["renderer"], held_out, curve_items)
             point = {"step": step, "psnr": psnr(renders, reals), "ssim": ssim(renders, reals),
                      **{k: float(v) for k, v in last_losses.items()}}
             curve[:] = [p for p in curve if p["step"] < step] + [point]
@@ -443,7 +503,7 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
             last_losses.update(losses)
             if progress is not None:
                 progress(step, config.steps, losses)
-            if step % config.preview_every == 0:
+            if step % config.preview_every == 0 and step < config.steps:   # the last step: from the final scoring
                 preview(step)
             if should_stop is not None and should_stop():
                 raise AvatarInterrupted(step, out)
@@ -455,9 +515,10 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         result = run_training(task, train_dir, loop, on_step=on_step)
         seconds = time.monotonic() - tic
         renderer = task.networks["renderer"]
+        renders, reals = _render_frames(renderer, held_out, list(range(len(held_out))))     # once, for both
         if not curve or curve[-1]["step"] != result.step or not last_preview:
-            preview(result.step)
-        scores = _held_out_scores(renderer, held_out, sample)
+            preview(result.step, renders[curve_items], reals[curve_items])
+        scores = _held_out_scores(renders, reals, held_out, sample)
         stopped_by = result.stopped_by or "steps"
         if stopped_by == "minutes":
             log(f"avatar: stopped by the {config.minutes:g}-minute cap at step {result.step} of {config.steps}; "
@@ -465,6 +526,8 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         report = {"name": sample.subject.name or source.stem, "steps": result.step, "steps_budget": config.steps,
                   **scores, "stopped_by": stopped_by, "minutes": config.minutes, "seed": config.seed,
                   "init": str(config.init) if config.init else None, "preset": config.preset,
+                  "teacher": str(config.teacher) if config.teacher else None,
+                  "distill_weight": config.distillation,
                   "image_size": renderer.config.image_size, "seconds": round(seconds, 2),
                   "device": str(next(renderer.parameters()).device), "batch_size": config.batch_size, "lr": lr,
                   "perceptual": perceptual is not None, "perceptual_note": perceptual_note,

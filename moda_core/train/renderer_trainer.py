@@ -151,9 +151,10 @@ class RendererTask(TrainingTask):
 
     @torch.no_grad()
     def teacher_output(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The teacher's render of the batch (its reference channels: ``still_reference`` when the batch has it)."""
+        """The teacher's render of the batch; a teacher without ``warped_reference`` gets the still reference
+        (``still_reference``, when the batch has it) in its reference channels."""
         x = batch["input"]
-        if "still_reference" in batch:
+        if "still_reference" in batch and not self.teacher.config.warped_reference:
             x = x.clone()
             x[:, REFERENCE_CHANNELS] = batch["still_reference"]
         self.teacher.eval()
