@@ -29,6 +29,7 @@ from .util import (AVATARS_FOLDER, check_choice, load_net, log, model_dir, requi
                    inside)
 
 FROM_SCRATCH = "(none: from scratch)"
+NO_TEACHER = "(none: no distillation)"
 PRESETS = ("full", "small", "tiny", "fast")               # what `moda train avatar --preset` offers
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PREVIEW_SIZE = 512                                  # longest side of the preview sent to the frontend
@@ -111,6 +112,8 @@ def _text_source(display_name: str, source: str) -> str:
 def _error_input(message: str) -> str:
     """The input a library error is about (for the pack's one-line message)."""
     lowered = message.lower()
+    if "teacher" in lowered:
+        return "teacher_renderer"
     if "starting renderer" in lowered or "preset" in lowered:
         return "init_renderer"
     if "other settings" in lowered:
@@ -168,6 +171,11 @@ class MODATrainAvatar(io.ComfyNode):
                 io.Int.Input("preview_every", default=100, min=1, max=100_000, step=10,
                              tooltip="Steps between previews (held-out frame: ground truth | render) and held-out "
                                      "scores."),
+                io.Combo.Input("teacher_renderer", options=[NO_TEACHER] + files_of_kind("renderer"),
+                               default=NO_TEACHER, optional=True,
+                               tooltip="Distil from this renderer: a trained renderer of the same person (e.g. a "
+                                       "full-preset avatar) of the preset's size; the new renderer also learns its "
+                                       "output (weight 50, as the colour term). Or no distillation."),
             ],
             outputs=[
                 MODA_RENDERER.Output("renderer", display_name="renderer",
@@ -185,7 +193,8 @@ class MODATrainAvatar(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, name: str, init_renderer: str, preset: str) -> bool | str:
+    def validate_inputs(cls, name: str, init_renderer: str, preset: str,
+                        teacher_renderer: str = NO_TEACHER) -> bool | str:
         try:
             _check_name(cls.DISPLAY_NAME, name)
             check_choice(cls.DISPLAY_NAME, "preset", preset, PRESETS)
@@ -194,6 +203,9 @@ class MODATrainAvatar(io.ComfyNode):
         if init_renderer != FROM_SCRATCH and init_renderer not in files_of_kind("renderer"):
             return str(node_error(cls.DISPLAY_NAME, "init_renderer", f"{init_renderer!r} is not a renderer file in "
                                   f"{model_dir()}", f"pick one from the list or {FROM_SCRATCH}"))
+        if teacher_renderer != NO_TEACHER and teacher_renderer not in files_of_kind("renderer"):
+            return str(node_error(cls.DISPLAY_NAME, "teacher_renderer", f"{teacher_renderer!r} is not a renderer "
+                                  f"file in {model_dir()}", f"pick one from the list or {NO_TEACHER}"))
         return True
 
     @classmethod
@@ -211,7 +223,7 @@ class MODATrainAvatar(io.ComfyNode):
 
     @classmethod
     def execute(cls, source: str, name: str, steps: int, init_renderer: str, preset: str, seed: int, minutes: float,
-                preview_every: int, video=None) -> io.NodeOutput:
+                preview_every: int, video=None, teacher_renderer: str = NO_TEACHER) -> io.NodeOutput:
         from moda_core.train.avatar import AvatarConfig, AvatarError, AvatarInterrupted, train_avatar
 
         display = cls.DISPLAY_NAME
@@ -234,8 +246,18 @@ class MODATrainAvatar(io.ComfyNode):
             if inside(init, out):
                 raise node_error(display, "init_renderer", "it is this avatar's own renderer",
                                  "queue the same name again to continue training, or pick another renderer")
+        teacher = None
+        if teacher_renderer != NO_TEACHER:
+            teacher = folder_paths.get_full_path("moda", teacher_renderer)
+            if teacher is None:
+                raise node_error(display, "teacher_renderer", f"{teacher_renderer!r} not found in {model_dir()}",
+                                 f"pick one from the list (refresh after adding files) or {NO_TEACHER}")
+            if inside(teacher, out):
+                raise node_error(display, "teacher_renderer", "it is this avatar's own renderer",
+                                 "pick a renderer trained before (e.g. another avatar of the same person)")
         try:
             config = AvatarConfig(steps=steps, init=init, preset=preset, minutes=minutes or None, seed=seed,
+                                  teacher=teacher,
                                   preview_every=preview_every, device=str(comfy.model_management.get_torch_device()),
                                   models_dir=require_mediapipe(display, "video"))
         except ValueError as err:

@@ -165,3 +165,21 @@ def test_make_avatar_workflow_runs(moda_nodes, moda_dir, sample_dir, data_dir):
     assert "2 steps" in results["4"][0] and results["3"][0]["images"].shape == (1, 64, 128, 3)
     assert video["images"].shape == (12, 64, 64, 3) and video["fps"] == 30.0
     assert (moda_dir / "avatars" / train["name"] / "renderer.safetensors").is_file()
+
+
+def test_teacher_renderer_distils(moda_nodes, moda_dir, sample_dir, hook_events):
+    node = moda_nodes[NODE]
+    options = node.GET_NODE_INFO_V1()["input"]["optional"]["teacher_renderer"][1]["options"]
+    assert options[0] == "(none: no distillation)" and "renderer.safetensors" in options
+    report = _train(moda_nodes, sample_dir, "taught", steps=1, preview_every=1,
+                    teacher_renderer="renderer.safetensors").args[3]
+    data = json.loads((moda_dir / "avatars" / "taught" / "report.json").read_text())
+    assert data["teacher"] == str(moda_dir / "renderer.safetensors") and data["distill_weight"] == 50.0
+    assert "distilled from" in report and "distill" in data["losses"]
+    with pytest.raises(ValidationFailed, match="^MODA Train Avatar: input 'teacher_renderer': 'nope.safetensors' is"):
+        _train(moda_nodes, sample_dir, "x", teacher_renderer="nope.safetensors")
+    # the pack's tiny renderer is 64 px; the small preset trains 256 px
+    with pytest.raises(ValueError, match=r"^MODA Train Avatar: input 'teacher_renderer': the teacher renderer .* is "
+                                         r"64 px .* preset 'small' trains 256 px"):
+        _train(moda_nodes, sample_dir, "x", preset="small", teacher_renderer="renderer.safetensors")
+    assert not (moda_dir / "avatars" / "x" / "renderer.safetensors").exists()

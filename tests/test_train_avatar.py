@@ -202,6 +202,14 @@ def test_cli_writes_the_files(sample_dir, tmp_path, capsys):
     code = main(["train", "avatar", str(sample_dir), "--out", str(tmp_path / "x"), "--init",
                  str(out / "renderer.safetensors"), "--preset", "full", "--no-progress", "--device", "cpu"])
     assert code == 2 and "preset 'full' trains 512 px" in capsys.readouterr().err
+    code = main(["train", "avatar", str(sample_dir), "--out", str(tmp_path / "taught"), "--steps", "1", "--preset",
+                 "tiny", "--batch-size", "2", "--no-perceptual", "--device", "cpu", "--no-progress", "--teacher",
+                 str(out / "renderer.safetensors"), "--distill-weight", "20"])
+    report = json.loads((tmp_path / "taught" / "report.json").read_text())
+    assert code == 0 and (report["teacher"], report["distill_weight"]) == (str(out / "renderer.safetensors"), 20.0)
+    code = main(["train", "avatar", str(sample_dir), "--out", str(tmp_path / "x"), "--distill-weight", "20",
+                 "--no-progress"])
+    assert code == 2 and "--distill-weight 20: needs --teacher" in capsys.readouterr().err
 
 
 def test_video_source_reuses_its_prepared_sample(sample_dir, data_dir, tmp_path):

@@ -24,6 +24,12 @@ def register_avatar(stages) -> None:
     parser.add_argument("--init", type=Path, default=None,
                         help="renderer .safetensors to fine-tune from (e.g. a converted authors' renderer or "
                              "another avatar); default: from scratch")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="renderer .safetensors to distil from (a trained renderer of the same person, e.g. a "
+                             "paper-size avatar, of the preset's image size): the new renderer also learns its output")
+    parser.add_argument("--distill-weight", type=float, default=None,
+                        help="weight of the L1 to the teacher's render (default 50 with --teacher, the colour "
+                             "term's)")
     parser.add_argument("--preset", choices=["full", "small", "tiny", "fast"], default="full",
                         help="renderer size: full = 512 px (paper), small = 256 px, tiny = 64 px (tests), "
                              "fast = 512 px compact real-time layout")
@@ -49,11 +55,15 @@ def register_avatar(stages) -> None:
 
 
 def run_avatar(args: argparse.Namespace) -> int:
-    from moda_core.cli.checks import check_device, check_input_file, check_input_folder, check_output_folder
+    from moda_core.cli.checks import (ArgumentError, check_device, check_input_file, check_input_folder,
+                                      check_output_folder)
 
     if not args.source.is_dir():
         check_input_file(args.source, "VIDEO_OR_SAMPLE")
     check_input_file(args.init, "--init")
+    check_input_file(args.teacher, "--teacher")
+    if args.distill_weight is not None and (args.teacher is None or not args.distill_weight > 0):
+        raise ArgumentError(f"--distill-weight {args.distill_weight:g}: needs --teacher and must be > 0")
     check_input_file(args.vgg19, "--vgg19")
     check_input_folder(args.models, "--models")
     check_device(args.device)
@@ -65,7 +75,8 @@ def run_avatar(args: argparse.Namespace) -> int:
 
     config = AvatarConfig(steps=args.steps, init=args.init, preset=args.preset, minutes=args.minutes, seed=args.seed,
                           batch_size=args.batch_size, preview_every=args.preview_every, perceptual=args.perceptual,
-                          device=args.device, models_dir=args.models, lr=args.lr, vgg19=args.vgg19)
+                          device=args.device, models_dir=args.models, lr=args.lr, vgg19=args.vgg19,
+                          teacher=args.teacher, distill_weight=args.distill_weight)
     bar = None
 
     def progress(step: int, total: int, losses) -> None:
