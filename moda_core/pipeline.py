@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -30,7 +31,8 @@ from moda_core.render_settings import RenderSettings
 from moda_core.repr import TalkingRepr
 from moda_core.smoothing import SmoothingSigmas, smooth_face, smooth_motion
 from moda_core.subject import REFERENCE_SIZE, Subject
-from moda_core.tpe import TPEConfig, temporal_positional_encoding
+from moda_core.streaming import prefetch
+from moda_core.tpe import TPEConfig, temporal_positional_encoding, tpe_values
 
 Progress = Callable[[str, int, int], None]       # (stage, done, total); may raise to stop the run
 BatchHook = Callable[[int, torch.Tensor, torch.Tensor], None]   # (start frame, conditions, frames), per batch
@@ -179,6 +181,8 @@ class AnimateOptions:
     models_dir: str | Path | None = None             # warp: MediaPipe models folder -> still background (None: off)
     frame_count: FrameCount = "exact"                # "authors": their float64 count and multi-window merge
     quantize: Literal["round", "truncate"] = "round"  # 8-bit output; "truncate" is the authors' astype(uint8)
+    overlap_stages: bool = True      # warp/drawing of the next batch and H.264 encoding run in worker threads
+    #                                  while the renderer runs (same frames as without)
 
     def __post_init__(self):
         if self.fps <= 0:
@@ -293,11 +297,40 @@ def _to_signed(images: torch.Tensor) -> torch.Tensor:
     do, (k/255 - 0.5)/0.5 in float64 and then float32 (bit for bit the float32 (2k - 255)/255 computed here);
     other float images as 2x - 1.
     """
-    levels = images.to(torch.float32) * (1.0 if images.dtype == torch.uint8 else 255.0)
-    rounded = levels.round()
-    if images.dtype != torch.uint8 and (levels - rounded).abs().max() > 1e-3:
-        return images.permute(0, 3, 1, 2).to(torch.float32) * 2.0 - 1.0
-    return rounded.mul_(2.0).sub_(255.0).div_(255.0).permute(0, 3, 1, 2)
+    return _signed_nhwc(images).permute(0, 3, 1, 2)
+
+
+_SIGNED_LEVELS = ((torch.arange(256, dtype=torch.float32) * 2.0 - 255.0) / 255.0).numpy()   # level k -> (2k-255)/255
+_LEVEL_PROBE_STRIDE = 997          # a float image is first probed at every 997th value (off-level: no full check)
+
+
+def _off_levels(values: np.ndarray) -> bool:
+    """True when some value of a float32 0..1 array is more than 1e-3 of an 8-bit level off k/255."""
+    levels = values * np.float32(255.0)
+    return bool(np.abs(levels - np.rint(levels)).max() > 1e-3)
+
+
+def _signed_nhwc(images: torch.Tensor) -> torch.Tensor:
+    """:func:`_to_signed` in the images' own layout: [B, H, W, 3] -> C-contiguous float32 [B, H, W, 3] in -1..1.
+
+    8-bit levels go through a 256-entry table (cv2.LUT), other floats through 2x - 1 in numpy; the values are
+    those of the authors' im2tensor (see :func:`_to_signed`)."""
+    import cv2
+
+    array = images.detach().cpu()
+    array = (array if array.dtype == torch.uint8 else array.to(torch.float32)).contiguous().numpy()
+    if array.dtype != np.uint8:
+        flat = array.reshape(-1)
+        if _off_levels(flat[::_LEVEL_PROBE_STRIDE]) or _off_levels(flat):
+            signed = np.multiply(array, np.float32(2.0))
+            signed -= np.float32(1.0)
+            return torch.from_numpy(signed)
+        rounded = np.rint(array * np.float32(255.0))
+        if not (rounded.min() >= 0 and rounded.max() <= 255):      # levels outside 0..255 (or NaN): the formula
+            return torch.from_numpy(rounded).mul_(2.0).sub_(255.0).div_(255.0)
+        array = rounded.astype(np.uint8)
+    rows = array.reshape(-1, array.shape[-2] * array.shape[-1]) if array.ndim > 1 else array.reshape(1, -1)
+    return torch.from_numpy(cv2.LUT(rows, _SIGNED_LEVELS).reshape(array.shape))
 
 
 @torch.no_grad()
@@ -307,31 +340,39 @@ def render_batch(renderer: torch.nn.Module, conditions: torch.Tensor, reference:
 
     ``S`` must be the renderer's image size; frame ``start_frame + i`` gets TPE index ``start_frame + i``.
     ``reference`` may also be one image per frame ``[B, S, S, 3]`` (the warp renderer's frames, for renderers
-    with ``warped_reference``).
+    with ``warped_reference``). Images may be uint8 (0..255) as well.
     ``renderer``: the module (run in ``precision``; "auto" as :func:`moda_core.render_backends.auto_precision`)
-    or a :class:`~moda_core.render_backends.RendererBackend` (runs in its own precision).
+    or a :class:`~moda_core.render_backends.RendererBackend` (runs in its own precision). A ``tpe_bias`` renderer
+    gets the TPE as values ``[B, C]``, no full-size planes.
     """
     from moda_core.models.renderer import render
     from moda_core.render_backends import RendererBackend, auto_precision
 
     backend = renderer if isinstance(renderer, RendererBackend) else None
     device = backend.device if backend is not None else next(renderer.parameters()).device
+    config = renderer.config
     batch, size = conditions.shape[0], conditions.shape[1]
-    planes = temporal_positional_encoding(torch.arange(start_frame, start_frame + batch), size, size, tpe)
-    reference = reference.to(torch.float32)
     if reference.dim() == 3:
-        reference = _to_signed(reference[None]).expand(batch, -1, -1, -1)      # converted once
+        reference = _signed_nhwc(reference[None]).expand(batch, -1, -1, -1)      # converted once
     elif reference.shape[0] == batch:
-        reference = _to_signed(reference)
+        reference = _signed_nhwc(reference)
     else:
         raise ValueError(f"render_batch: {reference.shape[0]} reference images for {batch} condition images; give "
                          "one reference [S, S, 3] or one per frame [B, S, S, 3]")
-    x = torch.cat([_to_signed(conditions), reference, planes], dim=1).to(device)
-    if backend is not None:
-        y = backend(x)
+    frames = torch.arange(start_frame, start_frame + batch)
+    if config.tpe_bias:                     # images in channels-last memory (what space-to-depth reads) + TPE values
+        x, values = torch.cat([_signed_nhwc(conditions), reference], dim=3).permute(0, 3, 1, 2), tpe_values(frames, tpe)
+        if config.space_to_depth == 1:
+            x = x.contiguous()
+        x, values = x.to(device), values.to(device)
     else:
-        y = render(renderer, x, precision=auto_precision(device) if precision == "auto" else precision)
-    return ((y.clamp(-1, 1) + 1.0) / 2.0).permute(0, 2, 3, 1).cpu()
+        planes = temporal_positional_encoding(frames, size, size, tpe)
+        x, values = torch.cat([_to_signed(conditions), reference.permute(0, 3, 1, 2), planes], dim=1).to(device), None
+    if backend is not None:
+        y = backend(x) if values is None else backend(x, tpe=values)
+    else:
+        y = render(renderer, x, precision=auto_precision(device) if precision == "auto" else precision, tpe=values)
+    return y.clamp(-1, 1).add_(1.0).div_(2.0).permute(0, 2, 3, 1).cpu()
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -424,12 +465,16 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
 
     ``on_batch(start_frame, conditions, frames)`` sees each batch's condition images (renderer input, RGB 0..1)
     and output frames before they are yielded (e.g. :class:`moda_core.frame_files.StageSaver`).
+    With ``options.overlap_stages`` the renderer's inputs (projection, warp, drawing) are made in a worker
+    thread, a batch ahead, while this thread renders; frames and order are the same as without.
     """
     warp = _warp_renderer(models_or_renderer, subject, options)
+    show_conditions = options.layout == "debug" or on_batch is not None
+    render_inputs = None                          # (start, conditions, warped or None) -> frames
     if warp is not None:
         size = warp.size
         reference = torch.from_numpy(warp.reference)
-        batches = _warp_batches(warp, r, subject, options, draw=options.layout == "debug" or on_batch is not None)
+        inputs = _warp_batches(warp, r, subject, options, draw=show_conditions)
     else:
         renderer = (getattr(models_or_renderer, "renderer_backend", None)
                     or getattr(models_or_renderer, "renderer", models_or_renderer))
@@ -438,31 +483,38 @@ def render_stream(models_or_renderer, r: TalkingRepr, subject: Subject, options:
         tpe = options.tpe or settings.tpe
         size = renderer.config.image_size
         reference = reference_at(subject, size)
+
+        def render_inputs(start: int, conditions: torch.Tensor, warped: torch.Tensor | None) -> torch.Tensor:
+            return render_batch(renderer, conditions, reference if warped is None else warped, start, tpe=tpe,
+                                precision=options.precision)
+
         if renderer.config.warped_reference:      # per frame, the warp renderer's frame is the reference
             warp = reference_warp(subject, size, face_center, options.models_dir)
-            batches = ((start, conditions, render_batch(renderer, conditions, warped, start, tpe=tpe,
-                                                        precision=options.precision))
-                       for start, conditions, warped in _warp_batches(warp, r, subject, options, draw=True))
+            inputs = _warp_batches(warp, r, subject, options, draw=True, as_uint8=True)
         else:
-            batches = ((start, conditions, render_batch(renderer, conditions, reference, start, tpe=tpe,
-                                                        precision=options.precision))
-                       for start, conditions in condition_batches(r, subject, sample=options.sample,
-                                                                  batch_size=options.batch_size,
-                                                                  face_center=face_center,
-                                                                  style=options.drawing_style, size=size))
+            inputs = ((start, conditions, None)
+                      for start, conditions in condition_batches(r, subject, sample=options.sample,
+                                                                 batch_size=options.batch_size,
+                                                                 face_center=face_center,
+                                                                 style=options.drawing_style, size=size))
     paste = PasteBack(subject, size, options.paste_feather) if options.paste_back else None
-    for start, conditions, frames in batches:
-        if options.layout == "debug":
-            frames = torch.cat([frames, reference.expand_as(frames), conditions], dim=2)
-        elif paste is not None:
-            frames = paste(frames)
-        if options.output_size is not None and not options.paste_back and options.layout == "render":
-            frames = _resize(frames, options.output_size)
-        if on_batch is not None:
-            on_batch(start, conditions, frames)
-        if progress:
-            progress("render", start + frames.shape[0], r.num_frames)
-        yield frames
+    with closing(prefetch(inputs, depth=2) if options.overlap_stages else inputs) as batches:
+        for start, conditions, frames in batches:
+            if render_inputs is not None:
+                frames = render_inputs(start, conditions, frames)
+            if show_conditions and conditions.dtype == torch.uint8:
+                conditions = conditions.to(torch.float32).div_(255.0)      # as draw_condition_images' floats
+            if options.layout == "debug":
+                frames = torch.cat([frames, reference.expand_as(frames), conditions], dim=2)
+            elif paste is not None:
+                frames = paste(frames)
+            if options.output_size is not None and not options.paste_back and options.layout == "render":
+                frames = _resize(frames, options.output_size)
+            if on_batch is not None:
+                on_batch(start, conditions, frames)
+            if progress:
+                progress("render", start + frames.shape[0], r.num_frames)
+            yield frames
 
 
 def _warp_renderer(models_or_renderer, subject: Subject, options: AnimateOptions):
@@ -484,16 +536,16 @@ def _warp_renderer(models_or_renderer, subject: Subject, options: AnimateOptions
     return None
 
 
-def _warp_batches(warp, r: TalkingRepr, subject: Subject, options: AnimateOptions,
-                  draw: bool) -> Iterator[tuple[int, torch.Tensor | None, torch.Tensor]]:
-    """``(start, condition images or None, warped frames)`` batch by batch."""
+def _warp_batches(warp, r: TalkingRepr, subject: Subject, options: AnimateOptions, draw: bool,
+                  as_uint8: bool = False) -> Iterator[tuple[int, torch.Tensor | None, torch.Tensor]]:
+    """``(start, condition images or None (uint8 with ``as_uint8``), warped frames)`` batch by batch."""
     face, torso = project_repr(r, subject, sample=options.sample, face_center=warp.face_center)
     face_xy, torso_xy = face[..., :2].cpu().numpy(), torso[..., :2].cpu().numpy()
     for start in range(0, r.num_frames, options.batch_size):
         stop = min(start + options.batch_size, r.num_frames)
         frames = torch.from_numpy(warp.render_points(face_xy[start:stop], torso_xy[start:stop]))
         conditions = (draw_condition_images(face[start:stop, :, :2], torso[start:stop, :, :2], size=warp.size,
-                                            style=options.drawing_style) if draw else None)
+                                            style=options.drawing_style, as_uint8=as_uint8) if draw else None)
         yield start, conditions, frames
 
 
@@ -522,7 +574,9 @@ def animate(models: MODAModels, waveform: np.ndarray, subject: Subject, out_path
         return AnimateResult(None, r, r.num_frames, r.duration, r.fps)
     if mux_audio is None and wave.size:
         mux_audio = (wave, SAMPLE_RATE)
-    with VideoWriter(out_path, r.fps, audio=mux_audio, quantize=options.quantize) as writer:
-        for frames in render_stream(models, r, subject, options, progress, on_batch):
+    with VideoWriter(out_path, r.fps, audio=mux_audio, quantize=options.quantize,
+                     background=options.overlap_stages) as writer, \
+            closing(render_stream(models, r, subject, options, progress, on_batch)) as stream:
+        for frames in stream:
             writer.write(frames)
     return AnimateResult(Path(out_path), r, writer.frames_written, writer.frames_written / r.fps, r.fps)

@@ -1,6 +1,8 @@
 """Renderer backends behind one interface, and the precision rules they share.
 
-A :class:`RendererBackend` turns renderer input ``[B, C, S, S]`` into float32 frames ``[B, 3, S, S]`` in [-1, 1].
+A :class:`RendererBackend` turns renderer input ``[B, C, S, S]`` into float32 frames ``[B, 3, S, S]`` in [-1, 1];
+``backend(images, tpe=values)`` takes the images ``[B, 6, S, S]`` and the TPE values ``[B, C - 6]`` instead of
+full-size TPE planes (what ``tpe_bias`` renderers read; others get the planes built for them).
 
 - :class:`TorchBackend`: the module itself, fp32/bf16/fp16 weights, channels-last memory; on CUDA optionally
   ``torch.compile`` (mode "reduce-overhead" captures CUDA graphs) with the batch padded to a fixed size.
@@ -159,8 +161,9 @@ def resolve_precision(precision: str, device: torch.device | str, log: Log | Non
 # ------------------------------------------------------------------------------------------- backends
 class RendererBackend:
     """``backend(x)``: renderer input ``[B, C, S, S]`` (any device) -> float32 ``[B, 3, S, S]`` in [-1, 1] on
-    :attr:`device`. ``name`` ("torch", "openvino"), ``precision`` (what it really runs), ``config``
-    (the renderer's config), ``device``."""
+    :attr:`device`; ``backend(images, tpe=values)``: images ``[B, 6, S, S]`` + TPE values ``[B, C - 6]`` (see
+    :meth:`~moda_core.models.renderer.RenderGenerator.forward`). ``name`` ("torch", "openvino"), ``precision``
+    (what it really runs), ``config`` (the renderer's config), ``device``."""
 
     name: str = "?"
     precision: str = "fp32"
@@ -169,7 +172,7 @@ class RendererBackend:
         self.config = config
         self.device = torch.device(device)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, tpe: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -203,19 +206,22 @@ class TorchBackend(RendererBackend):
             self.compiled = torch.compile(self.module, mode=mode, dynamic=False)
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, tpe: torch.Tensor | None = None) -> torch.Tensor:
         from moda_core.models.renderer import render
 
         x = x.to(self.device)
+        tpe = None if tpe is None else tpe.to(self.device)
         if self.compiled is None:
-            return render(self.module, x, channels_last=self.channels_last)
+            return render(self.module, x, channels_last=self.channels_last, tpe=tpe)
         count = x.shape[0]
         size = max(self.batch_size or count, count)
         if count < size:                                  # one fixed shape: no recompilation, one CUDA graph
             x = torch.cat([x, x[-1:].expand(size - count, -1, -1, -1)])
+            tpe = None if tpe is None else torch.cat([tpe, tpe[-1:].expand(size - count, -1)])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self.compiled(x.to(PRECISION_DTYPES[self.precision]))
+        dtype = PRECISION_DTYPES[self.precision]
+        y = self.compiled(x.to(dtype)) if tpe is None else self.compiled(x.to(dtype), tpe.to(dtype))
         return y[:count].float().contiguous()
 
 
@@ -239,10 +245,13 @@ def state_hash(module: torch.nn.Module) -> str:
 
 class OpenVINOBackend(RendererBackend):
     """The renderer converted by ``openvino.convert_model`` (batch dimension dynamic), cached as IR in
-    ``cache_dir/openvino/<key>/renderer.xml`` (key: weights hash + config + OpenVINO version; the IR is f32 for
-    every precision, which is a compile hint) and
+    ``cache_dir/openvino/<key>/renderer.xml`` (key: weights hash + config + OpenVINO version + input layout; the
+    IR is f32 for every precision, which is a compile hint) and
     compiled for the CPU with ``INFERENCE_PRECISION_HINT``. Where the CPU cannot run the hinted precision,
-    OpenVINO runs f32: :attr:`precision` says what actually runs."""
+    OpenVINO runs f32: :attr:`precision` says what actually runs.
+
+    A ``tpe_bias`` renderer is converted with two inputs, images ``[B, 6, S, S]`` and TPE values ``[B, C - 6]``
+    (no full-size TPE planes); given planes, it reads them at pixel (0, 0), as the network itself does."""
 
     name = "openvino"
 
@@ -273,10 +282,15 @@ class OpenVINOBackend(RendererBackend):
         import openvino as ov
 
         weights = weights_hash or state_hash(renderer)
-        key = json.dumps({"weights": weights, "config": asdict(renderer.config),
-                          "openvino": ov.__version__}, sort_keys=True)
+        key = json.dumps({"weights": weights, "config": asdict(renderer.config), "openvino": ov.__version__,
+                          "inputs": OpenVINOBackend.input_names(renderer.config)}, sort_keys=True)
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         return folder / "openvino" / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+    @staticmethod
+    def input_names(config) -> list[str]:
+        """The converted network's inputs: the TPE as values beside the images for ``tpe_bias`` renderers."""
+        return ["images", "tpe"] if config.tpe_bias else ["x"]
 
     @staticmethod
     def _convert(renderer: torch.nn.Module, xml: Path) -> None:
@@ -288,14 +302,19 @@ class OpenVINOBackend(RendererBackend):
 
         from moda_core.fileio import current_umask
 
+        from moda_core.models.renderer import IMAGE_CHANNELS
+
         cfg = renderer.config
-        model = copy.deepcopy(renderer).float().to(memory_format=torch.contiguous_format).eval()
-        example = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size,
-                              device=next(model.parameters()).device)
+        model = copy.deepcopy(renderer).float().to(memory_format=torch.contiguous_format).eval().cpu()
+        size = (cfg.image_size, cfg.image_size)
+        if cfg.tpe_bias:
+            example = (torch.zeros(1, IMAGE_CHANNELS, *size), torch.zeros(1, cfg.in_channels - IMAGE_CHANNELS))
+            shapes = [(-1, IMAGE_CHANNELS, *size), (-1, cfg.in_channels - IMAGE_CHANNELS)]
+        else:
+            example, shapes = torch.zeros(1, cfg.in_channels, *size), [(-1, cfg.in_channels, *size)]
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")               # tracer warnings about the input-shape checks
-            converted = ov.convert_model(model.cpu(), example_input=example.cpu(),
-                                         input=[(-1, cfg.in_channels, cfg.image_size, cfg.image_size)])
+            converted = ov.convert_model(model, example_input=example, input=shapes)
         xml.parent.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=xml.parent.parent))
         try:
@@ -309,8 +328,20 @@ class OpenVINOBackend(RendererBackend):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.compiled(x.detach().to("cpu", torch.float32).contiguous().numpy())[0]
+    def __call__(self, x: torch.Tensor, tpe: torch.Tensor | None = None) -> torch.Tensor:
+        from moda_core.models.renderer import IMAGE_CHANNELS
+
+        def array(t: torch.Tensor):
+            return t.detach().to("cpu", torch.float32).contiguous().numpy()
+
+        if not self.config.tpe_bias:
+            if tpe is not None:                          # this network reads full-size planes
+                x = torch.cat([x.cpu(), tpe.cpu().to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+            out = self.compiled(array(x))[0]
+        elif tpe is None:                                # planes given: their values at pixel (0, 0)
+            out = self.compiled([array(x[:, :IMAGE_CHANNELS]), array(x[:, IMAGE_CHANNELS:, 0, 0])])[0]
+        else:
+            out = self.compiled([array(x), array(tpe)])[0]
         return torch.from_numpy(out.copy())
 
 

@@ -2,11 +2,14 @@
 
 Frames are encoded as they arrive, so memory does not grow with the video's length. The file is written
 under a temporary name beside the target and renamed only when complete: an error or an interrupt never
-leaves a partial mp4 under the final name.
+leaves a partial mp4 under the final name. With ``background=True`` the 8-bit conversion and the encoding run
+in a worker thread (PyAV and numpy release the GIL), overlapping whatever produces the next frames.
 """
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,18 +29,21 @@ def output_audio_rate(rate: int) -> int:
 
 
 def _to_uint8_frames(frames: torch.Tensor | np.ndarray, quantize: str = "round") -> np.ndarray:
-    """[T, H, W, 3] float 0..1 or uint8 -> uint8 numpy; ``quantize="truncate"`` is the authors' astype(uint8)."""
+    """[T, H, W, 3] float 0..1 or uint8 -> C-contiguous uint8 numpy; ``quantize="truncate"`` is the authors'
+    astype(uint8). Float frames: clamp to 0..1, times 255 (in their own float type), rounded half to even
+    (or truncated) -- in numpy, one thread, in place after the first pass."""
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
-        if frames.is_floating_point():
-            scaled = frames.clamp(0, 1) * 255
-            frames = (scaled.round() if quantize == "round" else scaled).to(torch.uint8)
-        return frames.numpy()
+        frames = frames.float() if frames.is_floating_point() and frames.dtype != torch.float64 else frames
+        frames = frames.numpy()
     frames = np.asarray(frames)
-    if frames.dtype != np.uint8:
-        scaled = np.clip(frames, 0, 1) * 255
-        frames = (scaled.round() if quantize == "round" else scaled).astype(np.uint8)
-    return frames
+    if frames.dtype == np.uint8:
+        return np.ascontiguousarray(frames)
+    scaled = np.clip(frames, 0, 1, out=np.empty(frames.shape, np.result_type(frames.dtype, np.float32)))
+    scaled *= 255
+    if quantize == "round":
+        np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def _audio_layout(wave: np.ndarray) -> str:
@@ -52,12 +58,19 @@ class VideoWriter:
     ``frames``: ``[T, H, W, 3]`` RGB, float in 0..1 or uint8, any number per call. ``audio``: mono or
     ``[C, N]`` float waveform in -1..1 and its sample rate; it is trimmed to the video's duration on close and
     encoded as AAC at 44.1 or 48 kHz (kept) or else resampled to 48 kHz (:func:`output_audio_rate`).
+
+    ``background=True``: :meth:`write` checks the frames and queues them (at most ``queue_size`` calls ahead);
+    a worker thread converts and encodes them, in order. The caller must not change frames it has written. An
+    encoding error is raised by the next :meth:`write` or by :meth:`close`; :meth:`abort` stops the worker.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, audio: tuple[np.ndarray, int] | None = None,
-                 crf: int = 18, preset: str = "medium", quantize: str = "round"):
+                 crf: int = 18, preset: str = "medium", quantize: str = "round", background: bool = False,
+                 queue_size: int = 2):
         if quantize not in ("round", "truncate"):
             raise ValueError(f"quantize must be 'round' or 'truncate', got {quantize!r}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.quantize = quantize
         self.path = Path(path)
         if not self.path.parent.is_dir():
@@ -73,6 +86,11 @@ class VideoWriter:
         self._container = None
         self._video = None
         self._tmp = temp_beside(self.path)
+        self.background = background
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -99,9 +117,8 @@ class VideoWriter:
             self._audio_stream.bit_rate = 128_000
 
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
-        import av
-
-        frames = _to_uint8_frames(frames, self.quantize)
+        if not isinstance(frames, (torch.Tensor, np.ndarray)):
+            frames = np.asarray(frames)
         if frames.ndim == 3:
             frames = frames[None]
         if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -111,10 +128,56 @@ class VideoWriter:
         elif (frames.shape[1], frames.shape[2]) != (self._video.height, self._video.width):
             raise ValueError(f"frame size changed from {self._video.width}x{self._video.height} to "
                              f"{frames.shape[2]}x{frames.shape[1]}")
-        for frame in frames:
-            packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            self._container.mux(self._video.encode(packet_frame))
+        if not self.background:
+            self._encode(frames)
+            return
+        self._raise_worker_error()
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="moda-video-writer", daemon=True)
+            self._worker.start()
+        from moda_core.streaming import put_until
+
+        if not put_until(self._queue, frames, self._stop):     # the worker stopped: its error, or an abort
+            self._raise_worker_error()
+            raise RuntimeError(f"the video writer of {self.path} was stopped")
+
+    def _encode(self, frames: torch.Tensor | np.ndarray) -> None:
+        import av
+
+        for frame in _to_uint8_frames(frames, self.quantize):
+            self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             self.frames_written += 1
+
+    def _work(self) -> None:
+        """The background worker: encode queued frames until ``None`` (close) or a stop (abort, error)."""
+        while not self._stop.is_set():
+            try:
+                frames = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if frames is None:
+                return
+            try:
+                self._encode(frames)
+            except BaseException as err:           # noqa: BLE001 - raised in the caller's thread
+                self._error = err
+                self._stop.set()
+                return
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _finish_worker(self) -> None:
+        """Wait until every queued frame is encoded; raise the worker's error if it had one."""
+        if self._worker is not None:
+            from moda_core.streaming import put_until
+
+            put_until(self._queue, None, self._stop)
+            self._worker.join()
+            self._worker = None
+        self._raise_worker_error()
 
     def _write_audio(self) -> None:
         import av
@@ -140,6 +203,7 @@ class VideoWriter:
             self.abort()
             raise ValueError(f"no frames were written to {self.path}")
         try:
+            self._finish_worker()
             self._container.mux(self._video.encode(None))
             if self.audio is not None:
                 self._write_audio()
@@ -152,7 +216,11 @@ class VideoWriter:
         return self.path
 
     def abort(self) -> None:
-        """Drop everything written so far."""
+        """Drop everything written so far (a background worker is stopped first)."""
+        if self._worker is not None:
+            self._stop.set()
+            self._worker.join()
+            self._worker = None
         if self._container is not None:
             try:
                 self._container.close()

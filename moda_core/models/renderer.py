@@ -199,18 +199,30 @@ class RenderGenerator(nn.Module):
         if config.reference_residual:    # start from the reference itself: no random f x f block pattern at step 0
             nn.init.zeros_(self.netG.model.model[-1].weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tpe: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: [B, in_channels, S, S] (images, then the TPE as constant planes), or with ``tpe`` (the TPE
+        values [B, in_channels - 6], :func:`moda_core.tpe.tpe_values`) the images alone, [B, 6, S, S]."""
         cfg = self.config
-        if x.dim() != 4 or x.shape[1] != cfg.in_channels:
-            raise ValueError(f"renderer input must be [B, {cfg.in_channels}, H, W], got {list(x.shape)}")
+        channels = cfg.in_channels if tpe is None else IMAGE_CHANNELS
+        if x.dim() != 4 or x.shape[1] != channels:
+            raise ValueError(f"renderer input must be [B, {channels}, H, W], got {list(x.shape)}")
         if tuple(x.shape[2:]) != (cfg.image_size, cfg.image_size):
             raise ValueError(f"renderer input must be {cfg.image_size}x{cfg.image_size} (config.image_size), "
                              f"got {x.shape[2]}x{x.shape[3]}")
+        if tpe is not None:
+            if tuple(tpe.shape) != (x.shape[0], cfg.in_channels - IMAGE_CHANNELS):
+                raise ValueError(f"renderer TPE values must be [{x.shape[0]}, {cfg.in_channels - IMAGE_CHANNELS}], "
+                                 f"got {list(tpe.shape)}")
+            tpe = tpe.to(x.dtype)
+            if not cfg.tpe_bias:         # this layout reads full-size planes
+                planes = tpe[:, :, None, None].expand(-1, -1, *x.shape[2:])
+                x, tpe = torch.cat([x, planes], dim=1), None
         h = x[:, :IMAGE_CHANNELS] if cfg.tpe_bias else x
         if cfg.space_to_depth > 1:
             h = space_to_depth(h, cfg.space_to_depth)
         if cfg.tpe_bias:         # the planes are constant (moda_core.tpe): their values at pixel (0, 0)
-            h = h + self.tpe_projection(x[:, IMAGE_CHANNELS:, 0, 0])[:, :, None, None]
+            values = x[:, IMAGE_CHANNELS:, 0, 0] if tpe is None else tpe
+            h = h + self.tpe_projection(values)[:, :, None, None]
         y = self.netG(h)
         if cfg.space_to_depth > 1:
             y = depth_to_space(y, cfg.space_to_depth)
@@ -242,8 +254,9 @@ def prepare_for_inference(model: RenderGenerator, precision: Precision = "fp32",
 
 @torch.no_grad()
 def render(model: RenderGenerator, x: torch.Tensor, *, precision: Precision = "fp32",
-           channels_last: bool | None = None) -> torch.Tensor:
-    """Run the generator for inference: x [B, C, S, S] -> float32 image [B, 3, S, S] in [-1, 1].
+           channels_last: bool | None = None, tpe: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the generator for inference: x [B, C, S, S] -> float32 image [B, 3, S, S] in [-1, 1] (``tpe``: see
+    :meth:`RenderGenerator.forward`).
 
     A model prepared with :func:`prepare_for_inference` runs in its own dtype and memory format. Otherwise
     ``precision`` "bf16"/"fp16" runs under ``torch.autocast`` on x's device type. ``channels_last`` defaults to
@@ -256,10 +269,10 @@ def render(model: RenderGenerator, x: torch.Tensor, *, precision: Precision = "f
     if channels_last and model.config.space_to_depth == 1:     # space-to-depth converts the layout itself
         x = x.contiguous(memory_format=torch.channels_last)
     if weight.dtype != torch.float32:
-        y = model(x.to(weight.dtype))
+        y = model(x.to(weight.dtype), tpe)
     elif precision == "fp32":
-        y = model(x)
+        y = model(x, tpe)
     else:
         with torch.autocast(device_type=x.device.type, dtype=_AUTOCAST_DTYPES[precision]):
-            y = model(x)
+            y = model(x, tpe)
     return y.float().contiguous()
