@@ -18,8 +18,10 @@ from moda_core.checkpoints import save_model
 from moda_core.models.faco import FaCoConfig, FaCoNet
 from moda_core.models.renderer import RendererConfig, RenderGenerator
 from moda_core.render_settings import METADATA_KEY, RenderSettings
+from moda_core.subject import Subject
 from moda_core.tpe import TPEConfig
 from moda_core.train.avatar import AvatarConfig, AvatarError, AvatarInterrupted, train_avatar
+from moda_core.train.datasets import load_sample, neutral_frame, read_frame
 from test_preprocess_video import _write_clip
 from test_train_common import _seeded, sample_dir  # noqa: F401  (fixtures)
 
@@ -71,7 +73,12 @@ def test_library_writes_the_files_and_a_report(reference_run, sample_dir):
     assert np.array_equal(png, previews[-1][1])                   # ground truth | render of a held-out frame
     settings = RenderSettings.of_weight_file(out / "renderer.safetensors")
     assert settings.tpe == TPEConfig() and settings.face_center == (256.0, 232.0, 128.0)
-    assert (out / "subject.safetensors").read_bytes() == (sample_dir / "subject.safetensors").read_bytes()
+    # the subject keeps the clip's template and pose; its reference crop is the most neutral training frame
+    saved, prepared = Subject.load(out / "subject.safetensors"), Subject.load(sample_dir / "subject.safetensors")
+    assert torch.equal(saved.template, prepared.template) and torch.equal(saved.mean_head_pose, prepared.mean_head_pose)
+    index = report["reference_frame"]
+    assert 0 <= index < 72 and index == neutral_frame(load_sample(sample_dir).repr, range(0, 72))
+    assert np.array_equal(saved.reference_image.numpy(), read_frame(load_sample(sample_dir), index, 512).numpy())
     assert "PSNR" in (out / "report.md").read_text()
 
 

@@ -436,7 +436,7 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
     """
     from moda_core.metrics import psnr, ssim
     from moda_core.models.discriminators import MultiscaleDiscriminator
-    from moda_core.train.datasets import load_sample
+    from moda_core.train.datasets import load_sample, neutral_frame, split_range, with_reference_frame
     from moda_core.train.loop import LoopConfig, run_training
     from moda_core.train.presets import preset_config
     from moda_core.train.renderer_trainer import RendererTask, RendererTrainConfig
@@ -451,6 +451,9 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         if sample.num_frames / sample.fps < MIN_SECONDS:
             raise AvatarError(f"{sample_dir} holds {sample.num_frames / sample.fps:.2f} s; an avatar needs at least "
                               f"{MIN_SECONDS:g} s (the last {HELD_OUT_FRACTION:.0%} is held out)")
+        # the reference crop: the most neutral training frame (eyes open, usual pose, mouth closed)
+        reference_frame = neutral_frame(sample.repr, split_range(sample.num_frames, "train", HELD_OUT_FRACTION))
+        sample = with_reference_frame(sample, reference_frame)
         generator, tpe = _starting_renderer(config, log)
         teacher, tpe = _teacher_renderer(config, generator, tpe, log)
         perceptual, perceptual_note = _perceptual(config)
@@ -533,11 +536,12 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
                   "perceptual": perceptual is not None, "perceptual_note": perceptual_note,
                   "held_out_frames": len(held_out), "train_frames": len(task.train_set), "fps": sample.fps,
                   "source": str(source), "sample": str(sample_dir), "tpe": asdict(tpe),
-                  "face_center": list(CANONICALISATION_FACE_CENTER), "losses": dict(last_losses), "curve": curve}
+                  "face_center": list(CANONICALISATION_FACE_CENTER), "reference_frame": reference_frame,
+                  "losses": dict(last_losses), "curve": curve}
         if not all(math.isfinite(report[k]) for k in ("psnr", "ssim", "sharpness")):
             log("avatar: warning: a held-out score is not finite; the training diverged (try a smaller lr)")
         _copy(result.weights["renderer"], out / "renderer.safetensors")
-        _copy(sample_dir / "subject.safetensors", out / "subject.safetensors")
+        sample.subject.save(out / "subject.safetensors")        # with the reference frame trained on
         write_png(out / "preview.png", last_preview[0])
         _write_json(out / "report.json", report)
         atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(_markdown(report)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -86,6 +86,41 @@ def load_sample(folder: str | Path, fps: float | None = None) -> SampleData:
     if fps is not None and fps != r.fps:
         r = r.resample(fps)
     return SampleData(folder, Subject.load(folder / "subject.safetensors"), r, normalise_waveform(wave))
+
+
+def neutral_frame(r, frames: range) -> int:
+    """The most neutral frame of ``frames`` in an absolute R with a dense face: of the frames whose eyes are open
+    (openness at least the median of ``frames``) and whose head rotation is near the usual one (yaw/pitch/roll
+    distance to their median at most the median distance), the one with the smallest inner-lip gap (points 13 and
+    14, canonical px); ties go to the smaller rotation distance."""
+    from moda_core.metrics.motion import eye_openness_series
+
+    if r.face is None or r.is_offset:
+        raise ValueError("neutral_frame needs an absolute R with the dense face track (a prepared sample's R)")
+    if len(frames) < 1 or frames.stop > r.num_frames:
+        raise ValueError(f"frames {frames} are not inside the R's {r.num_frames} frames")
+    index = np.asarray(frames)
+    face = r.face[0, index].double().numpy()
+    gap = np.linalg.norm(face[:, 13, :2] - face[:, 14, :2], axis=-1)
+    eyes = eye_openness_series(r)[0, index]
+    rotation = r.head_pose[0, index, :3].double().numpy()
+    turn = np.linalg.norm(rotation - np.median(rotation, axis=0), axis=-1)
+    usual = (eyes >= np.median(eyes)) & (turn <= np.median(turn))
+    candidates = np.flatnonzero(usual) if usual.any() else np.arange(len(index))
+    best = min(candidates, key=lambda k: (round(float(gap[k]), 3), float(turn[k])))
+    return int(index[best])
+
+
+def with_reference_frame(sample: SampleData, index: int) -> SampleData:
+    """The sample with frame ``index`` as its subject's reference crop (image and tracked points); template, mean
+    pose and mean torso stay the clip's means, so motion offsets are unchanged."""
+    if not 0 <= index < sample.num_frames:
+        raise ValueError(f"reference frame {index} is outside the sample's {sample.num_frames} frames")
+    face, torso = project_repr(sample.repr.slice_time(index, index + 1), sample.subject,
+                               face_center=CANONICALISATION_FACE_CENTER)
+    subject = sample.subject.replace(reference_image=read_frame(sample, index, 512),
+                                     reference_points=torch.cat([face[0], torso[0]])[:, :2])
+    return replace(sample, subject=subject)
 
 
 def load_samples(samples: Sequence[str | os.PathLike | SampleData], fps: float | None = None) -> list[SampleData]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from moda_core.train.datasets import neutral_frame
 from moda_core.train.quickstart import HELD_OUT_FRACTION, QuickstartConfig, run_quickstart
 
 
@@ -81,31 +82,6 @@ def run_protocol(config: QuickstartConfig, *, seed: int = 0, size: int = 256,
 # ----------------------------------------------------------------------------------------- warp renderer
 WARP_ROWS = ("PSNR", "SSIM", "TCM", "sharpness ratio", "landmark follow")
 SYNC_ROWS = ("Sync", "Sync-D", "Sync offset")
-
-
-def neutral_frame(r, frames: range) -> int:
-    """The most neutral frame of ``frames`` in an absolute R with a dense face: of the frames whose eyes are open
-    (openness at least the median of ``frames``) and whose head rotation is near the usual one (yaw/pitch/roll
-    distance to their median at most the median distance), the one with the smallest inner-lip gap (points 13 and
-    14, canonical px); ties go to the smaller rotation distance."""
-    import numpy as np
-
-    from moda_core.metrics.motion import eye_openness_series
-
-    if r.face is None or r.is_offset:
-        raise ValueError("neutral_frame needs an absolute R with the dense face track (a prepared sample's R)")
-    if len(frames) < 1 or frames.stop > r.num_frames:
-        raise ValueError(f"frames {frames} are not inside the R's {r.num_frames} frames")
-    index = np.asarray(frames)
-    face = r.face[0, index].double().numpy()
-    gap = np.linalg.norm(face[:, 13, :2] - face[:, 14, :2], axis=-1)
-    eyes = eye_openness_series(r)[0, index]
-    rotation = r.head_pose[0, index, :3].double().numpy()
-    turn = np.linalg.norm(rotation - np.median(rotation, axis=0), axis=-1)
-    usual = (eyes >= np.median(eyes)) & (turn <= np.median(turn))
-    candidates = np.flatnonzero(usual) if usual.any() else np.arange(len(index))
-    best = min(candidates, key=lambda k: (round(float(gap[k]), 3), float(turn[k])))
-    return int(index[best])
 
 
 def frame_subject(sample, index: int):
