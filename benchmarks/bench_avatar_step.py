@@ -6,10 +6,10 @@ preview (16 frames rendered and scored, once every ``preview_every`` steps).
     python benchmarks/bench_avatar_step.py SAMPLE_DIR [--presets fast full] [--batch-sizes 4 2] [--steps 5]
     python benchmarks/bench_avatar_step.py SAMPLE_DIR --compare-discriminators [--presets fast] [--batch-sizes 4]
 
-``--compare-discriminators``: whole ``RendererTask.train_step`` calls with discriminator variants (the preset's,
-the authors'-preset-like fast one, one scale, ndf 16, on a 256-px downscale, combinations, and none: GAN and
-feature-matching weights 0), the variants interleaved step by step on the same batches, as CPU s per step and the
-ratio to the first variant.
+``--compare-discriminators``: whole ``RendererTask.train_step`` calls with discriminator variants (the fast
+preset's before 2026-12-03: ndf 32, 3 layers, 2 scales at 512 px; one scale; ndf 16; on a 256- or 128-px
+downscale; combinations; none: GAN and feature-matching weights 0; the preset's own when it is none of these),
+interleaved step by step on the same batches, as CPU s per step and the ratio to the first variant.
 
 Converting to a step budget: an idle 2-core CPU gives about 1.7 effective cores to a 2-thread run, so
 30 idle minutes = 1800 * 1.7 / (CPU s per step) steps (preview cost added per ``preview_every`` steps).
@@ -43,6 +43,7 @@ DISCRIMINATOR_VARIANTS = {             # label -> DiscriminatorConfig fields ove
     "256-px downscale": {"downscale": 2},
     "256-px downscale, 1 scale": {"downscale": 2, "num_D": 1},
     "ndf 16, 256-px downscale": {"ndf": 16, "downscale": 2},
+    "128-px downscale": {"downscale": 4},
     "no D (GAN and FM weights 0)": None,
 }
 
@@ -119,10 +120,11 @@ def compare_discriminators(sample, preset: str, batch_size: int, steps: int, mod
     generator, settings_tpe = _starting_renderer(AvatarConfig(preset=preset), log=lambda m: None)
     preset_d = preset_config("renderer_discriminator", preset)
     base = replace(preset_d, **FAST_BEFORE)
-    variants = {f"preset {preset!r}: ndf {preset_d.ndf}, {preset_d.n_layers} layers, {preset_d.num_D} scales, "
-                f"downscale {preset_d.downscale}": preset_d}
-    variants.update({label: None if fields is None else replace(base, **fields)
-                     for label, fields in DISCRIMINATOR_VARIANTS.items()})
+    variants = {label: None if fields is None else replace(base, **fields)
+                for label, fields in DISCRIMINATOR_VARIANTS.items()}
+    if preset_d not in variants.values():
+        variants[f"preset {preset!r}: ndf {preset_d.ndf}, {preset_d.n_layers} layers, {preset_d.num_D} scales, "
+                 f"downscale {preset_d.downscale}"] = preset_d
     config = RendererTrainConfig(val_fraction=0.2, tpe=settings_tpe, tpe_jitter=TPE_JITTER,
                                  face_center=CANONICALISATION_FACE_CENTER, lr=1e-3, perceptual_weight=0.0,
                                  models_dir=models_dir)

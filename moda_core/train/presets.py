@@ -30,7 +30,9 @@ _CONFIGS = {
                  "fast": RendererConfig.fast},
     "renderer_discriminator": {"full": DiscriminatorConfig, "small": lambda: DiscriminatorConfig(ndf=16, n_layers=3, num_D=2),
                                "tiny": DiscriminatorConfig.tiny,
-                               "fast": lambda: DiscriminatorConfig(ndf=32, n_layers=3, num_D=2)},
+                               # fast: the D sees the 512 px pairs pooled to 256 px (about half the CPU step;
+                               # benchmarks/bench_avatar_step.py --compare-discriminators)
+                               "fast": lambda: DiscriminatorConfig(ndf=32, n_layers=3, num_D=2, downscale=2)},
 }
 
 
