@@ -86,15 +86,22 @@ class MODARender(io.ComfyNode):
                                        "network), openvino (converted once and cached; needs `pip install "
                                        "openvino`, else torch with a log line), auto (OpenVINO when installed and "
                                        "faster in a one-frame probe). On a GPU always torch."),
-                io.Image.Input("warped_frames", optional=True,
+                io.Image.Input("warped_frames", optional=True, lazy=True,
                                tooltip="For renderers trained on warped references (the 'fast' preset, warp-refine "
                                        "avatars): MODA Warp Render's images for the same points and subject, one "
-                                       "per condition image; the renderer refines them. Leave empty for the "
-                                       "authors' and full-size renderers."),
+                                       "per condition image; the renderer refines them. Computed only when the "
+                                       "renderer needs them, so a workflow can keep it connected for any renderer."),
             ],
             outputs=[io.Image.Output("images", display_name="images",
                                      tooltip="The rendered frames [T, S, S, 3] in 0..1 (S = renderer size).")],
         )
+
+    @classmethod
+    def check_lazy_status(cls, renderer=None, warped_frames=None, **_) -> list[str]:
+        """Ask for warped_frames only when the renderer refines warped frames."""
+        module = getattr(renderer, "module", None)
+        needed = getattr(getattr(module, "config", None), "warped_reference", False)
+        return ["warped_frames"] if needed and warped_frames is None else []
 
     @classmethod
     def execute(cls, conditions: torch.Tensor, subject: Subject, renderer, start_frame: int,
@@ -131,12 +138,9 @@ class MODARender(io.ComfyNode):
 
 def _warped_references(name: str, needed: bool, warped_frames: torch.Tensor | None,
                        conditions: torch.Tensor) -> torch.Tensor | None:
-    """The per-frame references of a warp-refine renderer (checked), or None for a still-reference renderer."""
+    """The per-frame references of a warp-refine renderer (checked), or None for a still-reference renderer (which
+    ignores warped_frames: ComfyUI may pass them when they are already computed)."""
     if not needed:
-        if warped_frames is not None:
-            raise node_error(name, "warped_frames", "this renderer was trained on the subject's still reference, not "
-                             "on warped frames", "disconnect warped_frames (only 'fast' / warp-refine renderers "
-                             "use them)")
         return None
     if warped_frames is None:
         raise node_error(name, "warped_frames", "this renderer refines the warp renderer's frames (it was trained "

@@ -100,7 +100,12 @@ def test_render_node_refines_warped_frames(moda_nodes, moda_dir, photo_subject, 
     with pytest.raises(ValueError, match="^MODA Render: input 'warped_frames': 3 frames of 64x64 for 6 condition"):
         run_node(render, conditions=conditions, subject=photo_subject, renderer=refine, start_frame=0, batch_size=4,
                  warped_frames=warped[:3])
-    with pytest.raises(ValueError, match="^MODA Render: input 'warped_frames': this renderer was trained on the "
-                                         "subject's still reference"):
-        run_node(render, conditions=conditions, subject=photo_subject, renderer=still, start_frame=0, batch_size=4,
-                 warped_frames=warped)
+    # lazy: asked for only by warp-refine renderers; a still-reference renderer ignores them
+    assert render.check_lazy_status(renderer=refine, warped_frames=None) == ["warped_frames"]
+    assert render.check_lazy_status(renderer=refine, warped_frames=warped) == []
+    assert render.check_lazy_status(renderer=still, warped_frames=None) == []
+    plain = run_node(render, conditions=conditions, subject=photo_subject, renderer=still, start_frame=0,
+                     batch_size=4).args[0]
+    given = run_node(render, conditions=conditions, subject=photo_subject, renderer=still, start_frame=0,
+                     batch_size=4, warped_frames=warped).args[0]
+    assert torch.equal(plain, given)
