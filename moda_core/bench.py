@@ -80,14 +80,42 @@ def build_models(config: str, device: str = "cpu"):
     return models
 
 
+OVERLAPPED_STAGE = "warp + drawing + renderer + encoding, overlapped"
+WARP_SETUP_STAGE = "warp renderer set-up"      # once per clip (person mask, mesh): not scaled per frame
+
+
+@contextmanager
+def _timed_calls(module, name: str, times: StageTimes, stage: str):
+    """Time every call of ``module.name`` (a function the measured code looks up there) as ``stage``."""
+    original = getattr(module, name)
+
+    def timed(*args, **kwargs):
+        with times.measure(stage):
+            return original(*args, **kwargs)
+
+    setattr(module, name, timed)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
 @torch.no_grad()
 def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp32", batch_size: int = 4,
-                     max_render_frames: int | None = None, renderer=None) -> dict:
+                     max_render_frames: int | None = None, renderer=None, models_dir=None,
+                     overlap: bool = False) -> dict:
     """Time each stage of ``animate`` on ``wave`` (16 kHz mono); returns a dict of figures.
 
     ``renderer``: a :class:`~moda_core.render_backends.RendererBackend` to render with (default: the module
-    ``models.renderer`` in ``precision``)."""
-    from moda_core.pipeline import compose_face, condition_batches, motion_repr, reference_at, render_batch
+    ``models.renderer`` in ``precision``). A ``warped_reference`` renderer's reference frames come from the warp
+    renderer (its person mask from the MediaPipe models in ``models_dir``): its set-up and per-frame warp are
+    stages of their own. ``overlap``: render as ``animate`` does with ``overlap_stages`` (warp and drawing in a
+    worker thread, H.264 in another, while torch renders): one stage, :data:`OVERLAPPED_STAGE`, of wall time."""
+    from moda_core import pipeline
+    from moda_core.drawing import draw_condition_images
+    from moda_core.pipeline import AnimateOptions, compose_face, motion_repr, reference_at, render_batch
+    from moda_core.projection import project_repr
+    from moda_core.render_settings import RenderSettings
     from moda_core.smoothing import smooth_motion
     from moda_core.video import VideoWriter
 
@@ -109,37 +137,72 @@ def profile_pipeline(models, wave: np.ndarray, subject, *, precision: str = "fp3
     if max_render_frames is not None:
         r = r.slice_time(0, min(max_render_frames, r.num_frames))
     renderer = renderer if renderer is not None else models.renderer
-    size = renderer.config.image_size
-    reference = reference_at(subject, size)
+    size, warped = renderer.config.image_size, renderer.config.warped_reference
+    settings = RenderSettings()
+    options = AnimateOptions(batch_size=batch_size, precision=precision, models_dir=models_dir,
+                             overlap_stages=overlap)
     rendered = 0
-    with tempfile.TemporaryDirectory() as scratch, \
-            VideoWriter(Path(scratch) / "bench.mp4", fps, audio=(wave, SAMPLE_RATE)) as writer:
-        batches = condition_batches(r, subject, batch_size=batch_size, size=size)
-        while True:
+    scratch = tempfile.TemporaryDirectory()
+    writer = VideoWriter(Path(scratch.name) / "bench.mp4", fps, audio=(wave, SAMPLE_RATE), background=overlap)
+    try:
+        if overlap:                                     # animate's own streaming code, timed as a whole
+            stream_models = copy.copy(models)
+            stream_models.renderer_backend, stream_models.render_settings = renderer, settings
+            with _timed_calls(pipeline, "reference_warp", times, WARP_SETUP_STAGE), \
+                    times.measure(OVERLAPPED_STAGE):
+                for frames in pipeline.render_stream(stream_models, r, subject, options):
+                    writer.write(frames)
+                    rendered += frames.shape[0]
+                writer.close()                          # the encoder's last frames and the audio
+            times.seconds[OVERLAPPED_STAGE] -= times.seconds.get(WARP_SETUP_STAGE, 0.0)
+        else:
             with times.measure("projection + drawing"):
-                item = next(batches, None)
-            if item is None:
-                break
-            start, conditions = item
-            with times.measure("renderer"):
-                frames = render_batch(renderer, conditions, reference, start, precision=precision)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+                face, torso = project_repr(r, subject, face_center=settings.face_center)
+            if warped:
+                with times.measure(WARP_SETUP_STAGE):
+                    warp = pipeline.reference_warp(subject, size, settings.face_center, models_dir)
+                face_xy, torso_xy = face[..., :2].numpy(), torso[..., :2].numpy()
+            else:
+                reference = reference_at(subject, size)
+            for start in range(0, r.num_frames, batch_size):
+                stop = min(start + batch_size, r.num_frames)
+                with times.measure("projection + drawing"):
+                    conditions = draw_condition_images(face[start:stop, :, :2], torso[start:stop, :, :2], size=size,
+                                                       as_uint8=warped)
+                if warped:
+                    with times.measure("warp (reference frames)"):
+                        reference = torch.from_numpy(warp.render_points(face_xy[start:stop], torso_xy[start:stop]))
+                with times.measure("renderer"):
+                    frames = render_batch(renderer, conditions, reference, start, tpe=settings.tpe,
+                                          precision=precision)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                with times.measure("video encoding"):
+                    writer.write(frames)
+                rendered += frames.shape[0]
             with times.measure("video encoding"):
-                writer.write(frames)
-            rendered += frames.shape[0]
+                writer.close()                          # the encoder's lookahead frames and the audio
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        scratch.cleanup()
     return {"frames": rendered, "motion_frames": num_frames, "times": times.seconds, "total": times.total,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def format_report(result: dict, flops_per_frame: int, peaks: dict[str, float], precision: str) -> str:
-    times, total = result["times"], result["total"]
-    lines = [f"{'stage':28s} {'seconds':>9s} {'share':>7s}"]
+    times, total, frames = result["times"], result["total"], result["frames"]
+    lines = [f"{'stage':48s} {'seconds':>9s} {'share':>7s} {'ms/frame':>9s}"]
     for stage, seconds in times.items():
-        lines.append(f"{stage:28s} {seconds:9.3f} {seconds / total:7.1%}")
-    render_s = times.get("renderer", 0.0)
-    frames = result["frames"]
-    lines.append(f"{'total':28s} {total:9.3f}")
+        per_frame = "" if stage in FIXED_STAGES else f"{seconds / max(frames, 1) * 1e3:9.1f}"
+        lines.append(f"{stage:48s} {seconds:9.3f} {seconds / total:7.1%} {per_frame}")
+    lines.append(f"{'total':48s} {total:9.3f}")
+    if "renderer" not in times:                  # overlapped stages: no renderer-alone figure
+        lines.append(f"frames rendered: {frames}; end to end {frames / total:.2f} frames/s (stages overlapped)")
+        lines.append(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
+        return "\n".join(lines)
+    render_s = times["renderer"]
     lines.append(f"frames rendered: {frames}; end to end {frames / total:.2f} frames/s; "
                  f"renderer alone {frames / max(render_s, 1e-9):.2f} frames/s")
     lines.append(f"everything but the renderer: {(total - render_s) / total:.1%} of wall time (target <= 10%)")
@@ -262,6 +325,7 @@ def load_seconds(folder: Path, backend, device, cache_dir=None) -> float:
 
 
 MOTION_STAGES = ("audio features (wav2vec2)", "MODA", "FaCo-Net + smoothing")
+FIXED_STAGES = MOTION_STAGES + (WARP_SETUP_STAGE,)     # once per clip, whatever its length
 
 
 def motion_seconds(times: dict[str, float]) -> float:
@@ -271,19 +335,20 @@ def motion_seconds(times: dict[str, float]) -> float:
 
 def end_to_end(result: dict, fixed: float = 0.0) -> tuple[float, float]:
     """(seconds per audio second, frames/s end to end) for the whole clip, from a run that may have rendered
-    only its first frames: motion stages as measured (whole clip), per-frame stages scaled to every frame."""
+    only its first frames: motion stages (whole clip) and the warp set-up as measured, per-frame stages scaled
+    to every frame."""
     times, fps = result["times"], 30.0
-    motion = motion_seconds(times)
-    per_frame = sum(s for stage, s in times.items() if stage not in MOTION_STAGES) / max(result["frames"], 1)
+    once = sum(times.get(stage, 0.0) for stage in FIXED_STAGES)
+    per_frame = sum(s for stage, s in times.items() if stage not in FIXED_STAGES) / max(result["frames"], 1)
     frames = result["motion_frames"]
-    total = fixed + motion + per_frame * frames
+    total = fixed + once + per_frame * frames
     return total / (frames / fps), frames / total
 
 
 def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, frames: int, backend: str = "auto",
                     precision: str = "auto", batch_size: int = 8, cache_dir=None, compile: bool = False,
                     openvino: bool = True, fast_config=None, fast_frames: int | None = None,
-                    log=print) -> dict:
+                    models_dir=None, log=print) -> dict:
     """The figures of ``moda bench --compare-authors`` (see :func:`format_comparison`), all measured in one run."""
     from moda_core.checkpoints import content_hash
     from moda_core.models.renderer import prepare_for_inference, render
@@ -363,12 +428,19 @@ def compare_authors(models, wave: np.ndarray, subject, *, device: torch.device, 
         fast = RenderGenerator(fast_config).to(device).eval()
         fast_backend = select_backend(fast, device, backend, precision, cache_dir=cache_dir, compile=compile,
                                       batch_size=batch_size, log=log)
-        fast_result = profile_pipeline(models, wave, subject, batch_size=batch_size, max_render_frames=fast_frames,
-                                       renderer=fast_backend)
-        _, figures["fast_fps"] = end_to_end(fast_result)
+        stages = profile_pipeline(models, wave, subject, batch_size=batch_size, max_render_frames=fast_frames,
+                                  renderer=fast_backend, models_dir=models_dir)
+        overlapped = profile_pipeline(models, wave, subject, batch_size=batch_size, max_render_frames=fast_frames,
+                                      renderer=fast_backend, models_dir=models_dir, overlap=True)
+        _, figures["fast_fps"] = end_to_end(overlapped)
+        _, figures["fast_sequential_fps"] = end_to_end(stages)
         figures["fast_backend"] = f"{fast_backend.name} {fast_backend.precision}"
-        figures["fast_frames"] = fast_result["frames"]
-        figures["fast_renderer_fps"] = fast_result["frames"] / fast_result["times"]["renderer"]
+        figures["fast_frames"] = stages["frames"]
+        figures["fast_renderer_fps"] = stages["frames"] / stages["times"]["renderer"]
+        figures["fast_stage_ms"] = {stage: seconds / stages["frames"] * 1e3 for stage, seconds in stages["times"].items()
+                                    if stage not in FIXED_STAGES}
+        figures["fast_warp_setup"] = stages["times"].get(WARP_SETUP_STAGE)
+        figures["fast_threads"] = torch.get_num_threads()
     return figures
 
 
@@ -398,8 +470,15 @@ def format_comparison(f: dict) -> str:
     lines.append(f"ours: {f['ours_per_audio_second']:.2f} s per audio second")
     lines.append(f"speedup vs authors: {f['speedup']:.1f}x")
     if "fast_fps" in f:
-        lines.insert(-1, f"fast renderer: backend {f['fast_backend']}, renderer alone {f['fast_renderer_fps']:.1f} "
-                         f"frames/s ({f['fast_frames']} frames rendered; start-up and loading not counted)")
+        stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in f["fast_stage_ms"].items())
+        setup = "" if f["fast_warp_setup"] is None else f"; warp renderer set-up {f['fast_warp_setup']:.2f} s once"
+        lines[-1:-1] = [
+            f"fast renderer: backend {f['fast_backend']}, renderer alone {f['fast_renderer_fps']:.1f} frames/s "
+            f"({f['fast_frames']} frames rendered; start-up and loading not counted)",
+            f"fast renderer, one stage after another (ms/frame): {stages}{setup}; "
+            f"{f['fast_sequential_fps']:.1f} frames/s end to end",
+            f"fast renderer, stages overlapped as in moda animate (warp + drawing and H.264 in worker threads, "
+            f"torch {f['fast_threads']} threads): {f['fast_fps']:.1f} frames/s end to end"]
         lines.append(f"fast renderer: {f['fast_fps']:.1f} frames/s end to end")
     else:
         lines.append(f"fast renderer: not available ({f.get('fast_missing', 'no fast preset')})")

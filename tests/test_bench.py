@@ -121,3 +121,51 @@ def test_end_to_end_scales_per_frame_stages_to_the_whole_clip():
     per_second, fps = end_to_end(result, fixed=2.0)
     total = 2.0 + 1.5 + 0.5 * 60
     assert per_second == pytest.approx(total / 2.0) and fps == pytest.approx(60 / total)
+
+
+def test_compare_authors_times_the_warp_stage_of_a_warped_fast_renderer(capsys, data_dir, monkeypatch):
+    from moda_core import bench
+    from moda_core.cli import main
+    from moda_core.models.renderer import RendererConfig
+    from moda_core.train import presets
+
+    warped = RendererConfig(ngf=4, num_levels=3, image_size=64, width_cap=2, space_to_depth=2,
+                            reference_residual=True, tpe_bias=True, warped_reference=True)
+    monkeypatch.setattr(presets, "preset_config", lambda kind, preset: warped)
+    monkeypatch.setattr(bench, "startup_seconds", lambda: 1.0)
+    code = main(["bench", "--compare-authors", "--config", "tiny", "--seconds", "0.5", "--frames", "1",
+                 "--fast-frames", "5", "--backend", "torch", "--precision", "fp32",
+                 "--audio", str(data_dir / "audio" / "zh_news.wav"),
+                 "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models")])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert code == 0 and re.fullmatch(r"speedup vs authors: \d+\.\dx", lines[-2])
+    assert re.fullmatch(r"fast renderer: \d+\.\d frames/s end to end", lines[-1])
+    stages = re.search(r"^fast renderer, one stage after another \(ms/frame\): projection \+ drawing ([\d.]+), "
+                       r"warp \(reference frames\) ([\d.]+), renderer ([\d.]+), video encoding ([\d.]+); "
+                       r"warp renderer set-up ([\d.]+) s once; ([\d.]+) frames/s end to end$", out, re.M)
+    assert stages and all(float(value) > 0 for value in stages.groups())
+    overlapped = re.search(r"^fast renderer, stages overlapped as in moda animate .*: ([\d.]+) frames/s end to end$",
+                           out, re.M)
+    assert overlapped and overlapped.group(1) == lines[-1].split()[2], "the last line is the overlapped figure"
+
+
+def test_profile_pipeline_overlapped_and_the_warp_set_up_counted_once(data_dir):
+    from moda_core.bench import (OVERLAPPED_STAGE, WARP_SETUP_STAGE, build_models, end_to_end, profile_pipeline)
+    from moda_core.models.renderer import RendererConfig
+    from moda_core.preprocess import load_audio, subject_from_photo
+
+    models = build_models("tiny")
+    models.renderer = RenderGenerator(RendererConfig(ngf=4, num_levels=3, image_size=64, width_cap=2,
+                                                     space_to_depth=2, reference_residual=True, tpe_bias=True,
+                                                     warped_reference=True)).eval()
+    subject, _ = subject_from_photo(data_dir / "portraits" / "macron.png", models_dir=data_dir / "models")
+    wave, _ = load_audio(data_dir / "audio" / "zh_news.wav")
+    result = profile_pipeline(models, wave[:8000], subject, batch_size=2, max_render_frames=5,
+                              models_dir=data_dir / "models", overlap=True)
+    assert result["frames"] == 5 and set(result["times"]) >= {OVERLAPPED_STAGE, WARP_SETUP_STAGE}
+    assert "renderer" not in result["times"] and result["times"][OVERLAPPED_STAGE] > 0
+    # the set-up is counted once per clip, the overlapped stage per frame
+    times = {"MODA": 1.0, WARP_SETUP_STAGE: 0.5, OVERLAPPED_STAGE: 0.2}
+    per_second, fps = end_to_end({"frames": 2, "motion_frames": 30, "times": times})
+    assert fps == pytest.approx(30 / (1.0 + 0.5 + 0.1 * 30))

@@ -97,7 +97,7 @@ def _compare_authors(args, models, wave, subject, preprocessing: float) -> int:
     figures = compare_authors(models, wave, subject, device=torch.device(args.device), frames=args.frames or 3,
                               backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                               compile=args.compile, openvino=args.backend != "torch", fast_config=fast_config,
-                              fast_frames=args.fast_frames,
+                              fast_frames=args.fast_frames, models_dir=args.models,
                               log=lambda line: print(f"moda: {line}", file=sys.stderr))
     if missing:
         figures["fast_missing"] = missing
