@@ -148,23 +148,92 @@ def test_bad_inputs_name_the_input(moda_nodes, moda_dir, sample_dir, tmp_path, c
     assert not (moda_dir / "avatars" / "x" / "renderer.safetensors").exists()
 
 
-def test_make_avatar_workflow_runs(moda_nodes, moda_dir, sample_dir, data_dir):
+def _run_on_demand(prompt: dict, moda_nodes: dict, stand_ins: dict) -> dict:
+    """Run an API prompt as ComfyUI's executor does: from the output nodes back, a lazy input's node only when the
+    node's check_lazy_status asks for it (None until then). Returns {node_id: outputs} of the nodes that ran."""
+    results = {}
+
+    def lazy_inputs(kind: str) -> set[str]:
+        if kind not in moda_nodes:
+            return set()
+        info = moda_nodes[kind].GET_NODE_INFO_V1()["input"]
+        return {name for group in info.values() for name, spec in group.items() if spec[1:] and
+                spec[1].get("lazy")}
+
+    def run(node_id: str) -> None:
+        if node_id in results:
+            return
+        node = prompt[node_id]
+        kind, links = node["class_type"], {k: v for k, v in node["inputs"].items() if isinstance(v, list)}
+        lazy = lazy_inputs(kind) & links.keys()
+        for name, (source, _) in links.items():
+            if name not in lazy:
+                run(source)
+
+        def inputs() -> dict:
+            return {k: (results[v[0]][v[1]] if v[0] in results else None) if isinstance(v, list) else v
+                    for k, v in node["inputs"].items()}
+
+        if lazy:
+            for name in moda_nodes[kind].check_lazy_status(**inputs()):
+                run(links[name][0])
+        if kind in moda_nodes:
+            results[node_id] = run_node(moda_nodes[kind], unique_id=node_id, prompt=prompt, **inputs()).args
+        elif kind in stand_ins:
+            results[node_id] = stand_ins[kind](**inputs())
+        else:
+            assert kind in ("SaveVideo", "PreviewImage"), kind
+            results[node_id] = (inputs(),)
+
+    for node_id, node in prompt.items():
+        if node["class_type"] in ("SaveVideo", "PreviewImage", "PreviewAny"):
+            run(node_id)
+    return results
+
+
+# a warp-refine renderer (the 'fast' preset's kind) at the tiny size
+TINY_WARP_REFINE = dict(ngf=4, num_levels=3, image_size=64, width_cap=2, space_to_depth=2, reference_residual=True,
+                        tpe_bias=True, warped_reference=True)
+
+
+@pytest.mark.parametrize("renderer", ["still reference", "warp-refine"])
+def test_make_avatar_workflow_runs(moda_nodes, moda_dir, sample_dir, data_dir, monkeypatch, renderer):
     """workflows/api/make_avatar_api.json end to end, with the tiny preset for 2 steps and the prepared sample in
-    'source' instead of the Load Video link (the graph after the trainer is the shipped one)."""
-    from test_nodes_pipeline import _core_stand_ins, _execute, _saved_videos
+    'source' instead of the Load Video link (the graph after the trainer is the shipped one). MODA Warp Render
+    runs only for a warp-refine renderer (MODA Render's lazy warped_frames), which then refines its frames."""
+    from test_nodes_pipeline import _core_stand_ins, _saved_videos
+
+    from moda_core.models.renderer import RendererConfig
+    from moda_core.train import presets
 
     prompt = json.loads((REPO_ROOT / "workflows" / "api" / "make_avatar_api.json").read_text())
     train = prompt["2"]["inputs"]
     assert (train["preset"], train["steps"], train["video"]) == ("full", 3000, ["1", 0])
+    (warp_id,) = [k for k, n in prompt.items() if n["class_type"] == "MODA_WarpRender"]
+    warp = prompt[warp_id]["inputs"]
+    assert (warp["points"], warp["subject"], warp["size"]) == (["10", 1], ["2", 1], 512)
+    assert prompt["11"]["inputs"]["warped_frames"] == [warp_id, 0]
     del prompt["1"], train["video"]
     train.update(source=str(sample_dir), preset="tiny", steps=2, preview_every=1)
+    if renderer == "warp-refine":
+        monkeypatch.setitem(presets._CONFIGS["renderer"], "tiny", lambda: RendererConfig(**TINY_WARP_REFINE))
+        warp["size"] = 64                                    # the renderer's size, as 512 is for fast avatars
     stand_ins = {**_core_stand_ins(data_dir, seconds=0.4, frames=0), "PreviewAny": lambda source: (source,)}
     with torch.inference_mode():
-        results = _execute(prompt, moda_nodes, stand_ins)
+        results = _run_on_demand(prompt, moda_nodes, stand_ins)
     (video,) = _saved_videos(prompt, results)
     assert "2 steps" in results["4"][0] and results["3"][0]["images"].shape == (1, 64, 128, 3)
     assert video["images"].shape == (12, 64, 64, 3) and video["fps"] == 30.0
     assert (moda_dir / "avatars" / train["name"] / "renderer.safetensors").is_file()
+    assert results["2"][0].module.config.warped_reference == (renderer == "warp-refine")
+    if renderer == "still reference":
+        assert warp_id not in results, "MODA Warp Render ran for a renderer that does not use its frames"
+        return
+    warped = results[warp_id][0]
+    assert warped.shape == (12, 64, 64, 3)
+    # two steps from a start that returns its reference: the render is the warped frame, slightly refined
+    change = (video["images"] - warped).abs().mean().item()
+    assert 0 < change < 0.01, change
 
 
 def test_teacher_renderer_distils(moda_nodes, moda_dir, sample_dir, hook_events):
