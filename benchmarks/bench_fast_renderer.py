@@ -2,6 +2,10 @@
 and the fast renderer's end-to-end frames/s (audio -> encoded mp4) at 512 px.
 
     python benchmarks/bench_fast_renderer.py [--threads 2] [--repeats 5] [--skip-paper] [--seconds 4]
+                                             [--e2e-threads 1,2]
+
+End to end includes the warp renderer's frames (the fast layout's warped reference) and is measured stage by
+stage and with the stages overlapped as ``moda animate`` runs them, for each ``--e2e-threads`` torch setting.
 
 Random weights (speed does not depend on values). Level k is the work done at that U-Net depth only (its
 down conv, residual blocks, up conv; the levels below it excluded); "io" is pixel (un)shuffle, the reference
@@ -109,10 +113,14 @@ def level_table(name: str, config: RendererConfig, repeats: int, precisions=("fp
     return "\n".join(lines)
 
 
-def end_to_end(config: RendererConfig, seconds: float, precision: str, batch_size: int) -> str:
-    """The pipeline (wav2vec2, MODA, FaCo-Net at the authors' sizes, drawing, renderer, H.264) on speech."""
+def end_to_end(config: RendererConfig, seconds: float, precision: str, batch_size: int,
+               thread_counts: tuple[int, ...] = (1, 2)) -> str:
+    """The pipeline (wav2vec2, MODA, FaCo-Net at the authors' sizes, warp + drawing, renderer, H.264) on speech:
+    stage by stage (one after another, wall and CPU time) and with the stages overlapped as ``moda animate``
+    runs them (warp + drawing and H.264 in worker threads), for each torch intra-op thread count."""
     from pathlib import Path
 
+    from moda_core.bench import end_to_end as whole_clip
     from moda_core.bench import format_report, profile_pipeline, renderer_flops
     from moda_core.models.faco import FaCoConfig, FaCoNet
     from moda_core.models.moda import MODAConfig, MODANet
@@ -127,22 +135,83 @@ def end_to_end(config: RendererConfig, seconds: float, precision: str, batch_siz
     wave, rate = load_audio(samples / "speech.wav")
     wave = np.resize(wave, int(seconds * rate))
     flops = renderer_flops(RenderGenerator(config))
-    start, cpu = time.perf_counter(), time.process_time()
-    result = profile_pipeline(models, wave, subject, precision=precision, batch_size=batch_size)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    frames, threads = result["frames"], torch.get_num_threads()
     bench_module = sys.modules[profile_pipeline.__module__]
-    bench_module.time = SimpleNamespace(perf_counter=time.process_time)    # the same stages in CPU seconds
+
+    def run(overlap: bool, cpu: bool) -> dict:
+        if cpu:                                   # the same stages in CPU seconds of this process (all threads)
+            bench_module.time = SimpleNamespace(perf_counter=time.process_time)
+        try:
+            return profile_pipeline(models, wave, subject, precision=precision, batch_size=batch_size,
+                                    models_dir=samples / "models", overlap=overlap)
+        finally:
+            bench_module.time = time
+
+    threads_before = torch.get_num_threads()
+    lines = []
     try:
-        cpu_result = profile_pipeline(models, wave, subject, precision=precision, batch_size=batch_size)
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            wall, cpu = run(False, False), run(False, True)
+            lines += [f"--- torch {threads} thread(s), stages one after another, wall clock:",
+                      format_report(wall, flops, {}, precision),
+                      f"--- torch {threads} thread(s), stages one after another, CPU time of this process:",
+                      format_report(cpu, flops, {}, precision)]
+            overlapped, overlapped_cpu = run(True, False), run(True, True)
+            frames = overlapped["frames"]
+            lines += [f"--- torch {threads} thread(s), stages overlapped (as moda animate), wall clock:",
+                      format_report(overlapped, flops, {}, precision),
+                      f"overlapped, CPU time per frame (all threads, whole clip incl. motion): "
+                      f"{overlapped_cpu['total'] / frames * 1e3:.1f} ms",
+                      f"END TO END torch {threads} thread(s): one stage after another "
+                      f"{whole_clip(wall)[1]:.1f} frames/s, overlapped {whole_clip(overlapped)[1]:.1f} frames/s "
+                      f"(wall, {seconds:g} s of speech, {frames} frames)"]
     finally:
-        bench_module.time = time
-    return ("wall clock:\n" + format_report(result, flops, {}, precision)
-            + "\nCPU time of this process (same run repeated; other processes' load mostly excluded):\n"
-            + format_report(cpu_result, flops, {}, precision)
-            + f"\nwall time per frame: {wall / frames * 1e3:.1f} ms ({frames / wall:.1f} frames/s end to end)"
-            + f"\nCPU time per frame (all threads, PyAV encoding included): {cpu / frames * 1e3:.1f} ms; "
-              f"{threads} uncontended cores at this CPU time: <= {frames * threads / cpu:.1f} frames/s")
+        torch.set_num_threads(threads_before)
+    return "\n".join(lines)
+
+
+VARIANTS = {             # smaller warp-refine layouts than RendererConfig.fast(), for the lead's quality/speed choice
+    "fast (ngf 32, 6 levels)": {},
+    "ngf 24": {"ngf": 24},
+    "ngf 16": {"ngf": 16},
+    "5 levels": {"num_levels": 5},
+    "4 levels": {"num_levels": 4},
+    "ngf 24, 5 levels": {"ngf": 24, "num_levels": 5},
+    "width cap 2": {"width_cap": 2},
+    "outermost level plain": {"plain_levels": 1},
+    "ngf 16, outermost plain": {"ngf": 16, "plain_levels": 1},
+    "space-to-depth 8, ngf 32, 5 levels": {"space_to_depth": 8, "num_levels": 5},
+}
+
+
+def variant_table(repeats: int, batch_size: int, threads: int) -> str:
+    """Renderer alone per layout: GFLOP/frame, best CPU ms/frame on 1 thread and best wall ms/frame on
+    ``threads`` threads (fp32, channels-last, TPE as values as render_batch passes them)."""
+    from dataclasses import replace
+
+    from moda_core.tpe import tpe_values
+
+    lines = [f"{'layout':38s} {'GFLOP':>6s} {'params':>8s} {'cpu ms 1 thr':>12s} {'wall ms ' + str(threads) + ' thr':>12s}"]
+    for name, changes in VARIANTS.items():
+        config = replace(RendererConfig.fast(), **changes)
+        _, gflop = level_flops(RenderGenerator(config).eval())
+        net = prepare_for_inference(RenderGenerator(config), "fp32")
+        images = (torch.rand(batch_size, 512, 512, 6) * 2 - 1).permute(0, 3, 1, 2)     # channels-last, as render_batch
+        values = tpe_values(range(batch_size))
+        best = {}
+        for count, clock in ((1, time.process_time), (threads, time.perf_counter)):
+            torch.set_num_threads(count)
+            render(net, images, tpe=values)
+            times = []
+            for _ in range(repeats):
+                start = clock()
+                render(net, images, tpe=values)
+                times.append((clock() - start) / batch_size * 1e3)
+            best[count] = min(times)
+        torch.set_num_threads(threads)
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        lines.append(f"{name:38s} {gflop:6.2f} {params:7.2f}M {best[1]:12.1f} {best[threads]:12.1f}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="end-to-end precision")
     parser.add_argument("--bf16", action="store_true", help="also time the levels in bf16")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--variants", action="store_true",
+                        help="also time smaller warp-refine layouts (renderer alone) next to the fast one")
+    parser.add_argument("--e2e-threads", default="1,2",
+                        help="torch thread counts of the end-to-end runs, comma-separated (default 1,2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     precisions = ("fp32", "bf16") if args.bf16 else ("fp32",)
@@ -162,9 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_paper:
         print(level_table("paper-size", RendererConfig(), max(1, args.repeats // 3), precisions), flush=True)
     print(level_table("fast", RendererConfig.fast(), args.repeats, precisions), flush=True)
+    if args.variants:
+        print("renderer alone, smaller layouts (fp32):", flush=True)
+        print(variant_table(args.repeats, args.batch_size, args.threads), flush=True)
     if args.seconds > 0:
         print(f"end to end, fast renderer, {args.precision}, {args.seconds:g} s of speech:", flush=True)
-        print(end_to_end(RendererConfig.fast(), args.seconds, args.precision, args.batch_size))
+        print(end_to_end(RendererConfig.fast(), args.seconds, args.precision, args.batch_size,
+                         tuple(int(n) for n in args.e2e_threads.split(","))))
     return 0
 
 
