@@ -262,6 +262,52 @@ def test_frames_do_not_depend_on_the_previous_frame(subjects):
         assert differs.sum() < 100, (k, differs.sum())        # a few pixels where hole triangles overlap skin
 
 
+def test_unfolding_a_batch_equals_unfolding_frame_by_frame(subjects):
+    """The unfolding steps run on all frames of a batch at once; each frame must come out exactly as alone (frames
+    that need different numbers of steps: the head turning from 0 to 25 deg)."""
+    subject = subjects["obama.jpg"][0]
+    renderer = WarpRenderer(subject)
+    faces, torsos = zip(*(targets(still_repr(1, yaw=yaw, pitch=-yaw / 3), subject) for yaw in (0, 8, 16, 25)))
+    face, torso = np.concatenate(faces), np.concatenate(torsos)
+    face = open_mouth(face, 6.0)
+    raw, rigid = renderer._raw_targets(*renderer._check(face, torso))
+    flips = renderer._flipped(raw).sum(1)
+    assert flips[0] < flips[-1] and flips[-1] > 0                     # some frames need (more) unfolding
+    batch = renderer._regularise(raw, rigid)
+    assert not renderer._flipped(batch).any()
+    for k in range(len(face)):
+        assert np.array_equal(batch[k], renderer._regularise(raw[k:k + 1], rigid[k:k + 1])[0]), k
+
+
+@pytest.mark.parametrize("size", [512, 200])
+def test_still_background_strips_equal_the_whole_frame_blend(macron, data_dir, size):
+    """Over the still background only row strips the person reaches are remapped and only their soft edge is
+    blended; the frame must equal remapping and blending the whole frame (a person of two separate parts, so a
+    strip has gaps between opaque columns; a size whose rows do not split into whole strips)."""
+    mask = reference_person_mask(macron, data_dir / "models")
+    mask[300:360, 440:500] = 1.0                                       # a second, separate part at the right
+    renderer = WarpRenderer(macron, size, person_mask=mask)
+    face, torso = targets(still_repr(1, yaw=10.0, roll=4.0), macron)
+    points = renderer.target_points(face + [9, -5], torso + [9, -5])
+    source_map, _ = renderer._inverse_map(points[0])
+    frame = np.empty((size, size, 3), np.float32)
+    renderer._composite(frame, source_map)
+    alpha = cv2.resize(cv2.remap(renderer._alpha, *renderer._coarse_source, interpolation=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE), (size, size), interpolation=cv2.INTER_LINEAR)
+    warped = np.clip(cv2.remap(renderer.reference, source_map, None, interpolation=cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE), 0.0, 1.0)
+    expected = alpha[..., None] * warped + (1 - alpha[..., None]) * renderer._plate
+    assert np.abs(frame - expected).max() < 1e-4
+    # the cases the strips are for: parts of rows never remapped, strips with gaps between opaque columns
+    assert (alpha == 0).any(1).mean() > 0.3
+    height = renderer._strip_height
+    opaque_runs = [np.count_nonzero(np.diff(np.concatenate([[0], alpha[top:top + height].min(0) >= 1, [0]])) == 1)
+                   for top in range(0, size, height)]
+    assert max(opaque_runs) >= 2
+    assert size == 512 or size % height, "the last strip is a partial one"
+    assert 0 <= frame.min() and frame.max() <= 1
+
+
 def test_bad_targets_give_clear_errors(macron):
     renderer = WarpRenderer(macron)
     face, torso = targets(still_repr(3), macron)
