@@ -260,6 +260,7 @@ class WarpRenderer:
         triangles[flip] = triangles[flip][:, [0, 2, 1]]
         self.triangles = triangles
         self._source_corners = self.source[triangles]                          # [F, 3, 2]
+        self._source_xy = self._source_corners.transpose(2, 1, 0).copy()      # [2 (x, y), 3 corners, F]
         self._source_area = area = signed_areas(self.source, triangles)
         self._longest_edge = longest = np.linalg.norm(
             self._source_corners - self._source_corners[:, [1, 2, 0]], axis=-1).max(1)
@@ -599,18 +600,20 @@ class WarpRenderer:
         ``[x, y, 1] @ inverse = barycentrics``, flattened), ``affine [B, 6, F]`` (rows x0 x1 y0 y1 c0 c1: source
         ``x = x0 tx + y0 ty + c0``, ``y = x1 tx + y1 ty + c1``), its float32 copy, ``valid [B, F]`` (non-degenerate)
         and ``penalty [B, F]`` (0; -inf for a degenerate triangle; a little below 0 for a hole: skin wins)."""
-        corners = points[:, self.triangles]                                # [B, F, 3, 2] target corners
-        x, y = corners[..., 0], corners[..., 1]
-        xa, xb = x[..., [1, 2, 0]], x[..., [2, 0, 1]]
-        ya, yb = y[..., [1, 2, 0]], y[..., [2, 0, 1]]
-        det = (x[..., 1] - x[..., 0]) * (y[..., 2] - y[..., 0]) - (x[..., 2] - x[..., 0]) * (y[..., 1] - y[..., 0])
+        x0, x1, x2 = (points[:, self.triangles[:, k], 0] for k in range(3))   # [B, F] target corners
+        y0, y1, y2 = (points[:, self.triangles[:, k], 1] for k in range(3))
+        det = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         valid = np.abs(det) > 1e-6
-        det = np.where(valid, det, 1.0)
-        # closed-form inverse of the rows [x, y, 1]: [x y 1] @ inverse = barycentrics; then -> source position
-        inverse = np.stack([ya - yb, xb - xa, xa * yb - xb * ya], -2) / det[..., None, None]
-        affine = (inverse @ self._source_corners).reshape(*det.shape, 6).swapaxes(-1, -2).copy()
+        scale = 1.0 / np.where(valid, det, 1.0)
+        # closed-form inverse of the rows [x, y, 1]: barycentric k = a_k x + b_k y + c_k; then -> source position
+        a = ((y1 - y2) * scale, (y2 - y0) * scale, (y0 - y1) * scale)
+        b = ((x2 - x1) * scale, (x0 - x2) * scale, (x1 - x0) * scale)
+        c = ((x1 * y2 - x2 * y1) * scale, (x2 * y0 - x0 * y2) * scale, (x0 * y1 - x1 * y0) * scale)
+        inverse = np.stack(a + b + c, -1)                                  # [B, F, 9]
+        sx, sy = self._source_xy                                           # [3, F] each
+        affine = np.stack([w[0] * s[0] + w[1] * s[1] + w[2] * s[2] for w in (a, b, c) for s in (sx, sy)], 1)
         penalty = np.where(valid, 0.0, -np.inf) - 1e-4 * self.hole
-        return inverse.reshape(*det.shape, 9), affine, affine.astype(np.float32), valid, penalty, points
+        return inverse, affine, affine.astype(np.float32), valid, penalty, points
 
     def _inverse_map(self, points: np.ndarray, maps: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, None]:
         """``cv2.remap``'s ``map1, map2`` (target pixel -> source pixel) for the mesh at ``points [N, 2]``: one
