@@ -40,7 +40,7 @@ def register_avatar(stages) -> None:
     parser.add_argument("--preview-every", type=int, default=100,
                         help="steps between previews (DIR/preview.png) and held-out scores (the report's curve)")
     parser.add_argument("--lr", type=float, default=None,
-                        help="Adam learning rate (default 1e-3 from scratch, 1e-4 with --init)")
+                        help="Adam learning rate (default 1e-3 from scratch, 1e-4 with --init or --preset fast)")
     perceptual = parser.add_mutually_exclusive_group()
     perceptual.add_argument("--perceptual", dest="perceptual", action="store_true", default=None,
                             help="require the VGG19 perceptual term (default: used when its weights are here)")

@@ -73,8 +73,9 @@ class RendererConfig(ConfigMixin):
 
     @classmethod
     def fast(cls, image_size: int = 512) -> "RendererConfig":
-        """The compact real-time layout (see benchmarks/bench_fast_renderer.py for its measurements)."""
-        return cls(ngf=32, num_levels=6, image_size=image_size, width_cap=4, space_to_depth=4, plain_levels=0,
+        """The compact real-time layout: it refines the warp renderer's frames (``warped_reference``); ngf 16 keeps the
+        renderer near 1 GFLOP per 512 px frame (benchmarks/bench_fast_renderer.py --variants)."""
+        return cls(ngf=16, num_levels=6, image_size=image_size, width_cap=4, space_to_depth=4, plain_levels=0,
                    reference_residual=True, tpe_bias=True, warped_reference=True)
 
     @property

@@ -97,7 +97,7 @@ class AvatarConfig:
     perceptual: bool | None = None    # VGG19 term; None: on when its weights are on this machine
     device: str = "auto"
     models_dir: Path | None = None    # MediaPipe models (default samples/models); also searched for VGG19
-    lr: float | None = None           # Adam learning rate; None: 1e-3 from scratch, 1e-4 fine-tuning
+    lr: float | None = None           # Adam learning rate; None: 1e-3 from scratch, 1e-4 fine-tuning or warp-refine
     vgg19: Path | None = None         # VGG19 weights file (torchvision's vgg19-dcbb9e9d.pth)
     checkpoint_every: int = 500       # steps between resumable states (also saved on stop and at the end)
     fps: float = 30.0                 # frame rate a video is prepared at
@@ -457,7 +457,8 @@ def train_avatar(source: str | os.PathLike, out_dir: str | os.PathLike, config: 
         generator, tpe = _starting_renderer(config, log)
         teacher, tpe = _teacher_renderer(config, generator, tpe, log)
         perceptual, perceptual_note = _perceptual(config)
-        lr = config.lr or (1e-4 if config.init is not None else 1e-3)
+        # fine-tuning, and a warp-refine net (it starts as the warp renderer; 1e-3 made it worse in 40 steps), 1e-4
+        lr = config.lr or (1e-4 if config.init is not None or generator.config.warped_reference else 1e-3)
         train_dir.mkdir(exist_ok=True)
         run = {"source": str(source), "sample": str(sample_dir), "seed": config.seed, "preset": config.preset,
                "init": str(Path(config.init).resolve()) if config.init else None, "batch_size": config.batch_size,
