@@ -65,7 +65,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, audio: tuple[np.ndarray, int] | None = None,
-                 crf: int = 18, preset: str = "medium", quantize: str = "round", background: bool = False,
+                 crf: int = 18, preset: str = "veryfast", quantize: str = "round", background: bool = False,
                  queue_size: int = 2):
         if quantize not in ("round", "truncate"):
             raise ValueError(f"quantize must be 'round' or 'truncate', got {quantize!r}")
