@@ -162,7 +162,8 @@ class MODATrainAvatar(io.ComfyNode):
                 io.Combo.Input("preset", options=list(PRESETS), default="full",
                                tooltip="Renderer size: full = 512 px (the paper's; a GPU wants), small = 256 px "
                                        "(CPU), tiny = 64 px (tests only), fast = 512 px compact "
-                                       "real-time layout (CPU)."),
+                                       "real-time layout that refines MODA Warp Render's frames (CPU; sharp "
+                                       "from the first step; connect Warp Render to MODA Render's warped_frames)."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Seed of initialisation, shuffling and augmentation."),
                 io.Float.Input("minutes", default=0.0, min=0.0, max=100_000.0, step=1.0,

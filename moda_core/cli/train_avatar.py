@@ -32,7 +32,7 @@ def register_avatar(stages) -> None:
                              "term's)")
     parser.add_argument("--preset", choices=["full", "small", "tiny", "fast"], default="full",
                         help="renderer size: full = 512 px (paper), small = 256 px, tiny = 64 px (tests), "
-                             "fast = 512 px compact real-time layout")
+                             "fast = 512 px compact real-time layout that refines the warp renderer's frames")
     parser.add_argument("--minutes", type=float, default=None,
                         help="optional time cap: stops early (state saved, report says so); run again to continue")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
