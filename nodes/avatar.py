@@ -238,24 +238,10 @@ class MODATrainAvatar(io.ComfyNode):
         else:
             raise node_error(display, "video", "no video given", "connect Load Video to 'video', or type a video "
                              "file name or a prepared sample folder in 'source'")
-        init = None
-        if init_renderer != FROM_SCRATCH:
-            init = folder_paths.get_full_path("moda", init_renderer)
-            if init is None:
-                raise node_error(display, "init_renderer", f"{init_renderer!r} not found in {model_dir()}",
-                                 f"pick one from the list (refresh after adding files) or {FROM_SCRATCH}")
-            if inside(init, out):
-                raise node_error(display, "init_renderer", "it is this avatar's own renderer",
-                                 "queue the same name again to continue training, or pick another renderer")
-        teacher = None
-        if teacher_renderer != NO_TEACHER:
-            teacher = folder_paths.get_full_path("moda", teacher_renderer)
-            if teacher is None:
-                raise node_error(display, "teacher_renderer", f"{teacher_renderer!r} not found in {model_dir()}",
-                                 f"pick one from the list (refresh after adding files) or {NO_TEACHER}")
-            if inside(teacher, out):
-                raise node_error(display, "teacher_renderer", "it is this avatar's own renderer",
-                                 "pick a renderer trained before (e.g. another avatar of the same person)")
+        init = _chosen_renderer(display, "init_renderer", init_renderer, FROM_SCRATCH, out,
+                                "queue the same name again to continue training, or pick another renderer")
+        teacher = _chosen_renderer(display, "teacher_renderer", teacher_renderer, NO_TEACHER, out,
+                                   "pick a renderer trained before (e.g. another avatar of the same person)")
         try:
             config = AvatarConfig(steps=steps, init=init, preset=preset, minutes=minutes or None, seed=seed,
                                   teacher=teacher,
@@ -329,3 +315,16 @@ def _report_text(result, out: str) -> str:
 
 
 NODES = [MODATrainAvatar]
+
+
+def _chosen_renderer(display: str, input_name: str, choice: str, none_label: str, out, own_fix: str):
+    """The path of the renderer picked in ``input_name`` (None for ``none_label``); not this avatar's own."""
+    if choice == none_label:
+        return None
+    path = folder_paths.get_full_path("moda", choice)
+    if path is None:
+        raise node_error(display, input_name, f"{choice!r} not found in {model_dir()}",
+                         f"pick one from the list (refresh after adding files) or {none_label}")
+    if inside(path, out):
+        raise node_error(display, input_name, "it is this avatar's own renderer", own_fix)
+    return path
