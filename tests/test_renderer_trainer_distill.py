@@ -87,7 +87,7 @@ def test_teacher_sees_the_still_reference_when_the_batch_has_one(sample):
     assert torch.equal(got, expected) and not torch.allclose(got, same_input)
     assert torch.equal(batch["input"][:, REFERENCE_CHANNELS], _batch(task)["input"][:, REFERENCE_CHANNELS])
     warped_teacher = _teacher(warped_reference=True)                # a warp-refine teacher: the same input
-    task = _task(sample, RenderGenerator(RendererConfig.tiny()), replace(CONFIG, distill_weight=10.0), warped_teacher)
+    task.teacher = warped_teacher           # (set directly: RendererTask wants a warped-reference student for it)
     with torch.no_grad():
         assert torch.equal(task.teacher_output({**batch, "still_reference": still}), warped_teacher(batch["input"]))
 
@@ -105,3 +105,9 @@ def test_teacher_errors_are_clear(sample):
         _task(sample, student, CONFIG, _teacher())
     with pytest.raises(ValueError, match="distill_weight must be >= 0"):
         replace(CONFIG, distill_weight=-1.0)
+
+
+def test_warped_reference_teacher_needs_a_warped_reference_student(sample):
+    with pytest.raises(ValueError, match="teacher renderer refines warped references"):
+        _task(sample, RenderGenerator(RendererConfig.tiny()), replace(CONFIG, distill_weight=10.0),
+              _teacher(warped_reference=True))

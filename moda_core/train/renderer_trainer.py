@@ -266,6 +266,10 @@ def _checked_teacher(teacher: RenderGenerator | None, student: RendererConfig,
         raise ValueError(f"the teacher renderer is {theirs[0]} px with {theirs[1]} input channels but the trained "
                          f"renderer is {mine[0]} px with {mine[1]}; distil from a renderer of the same size and "
                          "input (TPE) layout")
+    if teacher.config.warped_reference and not student.warped_reference:
+        raise ValueError("the teacher renderer refines warped references but the trained renderer takes the still "
+                         "reference, so its batches hold no warped frames for the teacher; distil from a "
+                         "still-reference renderer")
     teacher.eval()
     for param in teacher.parameters():
         param.requires_grad_(False)
