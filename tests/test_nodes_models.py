@@ -64,7 +64,7 @@ def test_pipeline_node_sockets(moda_nodes):
         ["MODA_REPR"])
     assert sockets(infos["MODA_Render"]) == (
         [("conditions", "IMAGE"), ("subject", "MODA_SUBJECT"), ("renderer", "MODA_RENDERER"), ("start_frame", "INT"),
-         ("batch_size", "INT")], [("backend", "COMBO")], ["IMAGE"])
+         ("batch_size", "INT")], [("backend", "COMBO"), ("warped_frames", "IMAGE")], ["IMAGE"])
     assert sockets(infos["MODA_PasteBack"]) == (
         [("images", "IMAGE"), ("subject", "MODA_SUBJECT"), ("feather", "INT")], [], ["IMAGE"])
     assert sockets(infos["MODA_SaveSubject"]) == (
