@@ -21,6 +21,7 @@ from comfy.patcher_extension import CallbacksMP
 
 from moda_core.models.audio_encoder import SAMPLE_RATE
 from moda_core.preprocess import FACE_LANDMARKER, MODEL_URLS, SELFIE_SEGMENTER, PreprocessError, resample_audio
+from moda_core.render_backends import PRECISION_DTYPES, PRECISIONS  # noqa: F401  (PRECISIONS: for nodes.models)
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
@@ -29,9 +30,7 @@ from .types import node_error
 MODEL_FOLDER = "moda"                        # folder_paths key: <ComfyUI>/models/moda (+ extra_model_paths.yaml)
 AVATARS_FOLDER = "avatars"                   # MODA Train Avatar writes models/moda/avatars/<name>/
 WEIGHT_SUFFIXES = {".safetensors", ".model", ".pkl", ".pth"}   # .model: SyncNet's; .pkl/.pth: the authors'
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+_NAMES = {dtype: name for name, dtype in PRECISION_DTYPES.items()}
 _HEADER_LIMIT = 64 * 1024 * 1024
 log = logging.getLogger("comfyui-moda")
 
@@ -157,10 +156,10 @@ def resolve_precision(precision: str, device: torch.device, kind: str | None = N
     """``auto``: bf16 where ComfyUI says the device runs it well, else fp16 where it does, else fp32. The renderer
     on a CPU follows the library's rule instead: bf16 with AVX512-BF16/AMX, else fp32."""
     if precision != "auto":
-        return _DTYPES[precision]
+        return PRECISION_DTYPES[precision]
     if kind == "renderer" and device.type == "cpu":
         from moda_core.render_backends import auto_precision
-        return _DTYPES[auto_precision(device)]
+        return PRECISION_DTYPES[auto_precision(device)]
     if comfy.model_management.should_use_bf16(device):
         return torch.bfloat16
     if comfy.model_management.should_use_fp16(device):

@@ -181,12 +181,7 @@ class RendererTask(TrainingTask):
                 terms["gan"] = lsgan_loss(fake_out, True)
                 terms["fm"] = feature_matching_loss(fake_out, real_out)
                 perceptual = self.perceptual(fake, real) if self.perceptual is not None else None
-            if perceptual is not None:
-                terms["vgg"] = perceptual
-            if taught is not None:
-                terms["distill"] = F.l1_loss(fake, taught)
-            g_loss = sum(self._weights()[name] * value for name, value in terms.items())
-            self.optimise("renderer", g_loss)
+            g_loss = self._optimise_generator(terms, fake, perceptual, taught)
         finally:
             for param in frozen:
                 param.requires_grad_(True)
@@ -197,10 +192,20 @@ class RendererTask(TrainingTask):
         self.optimise("renderer_discriminator", d_loss)
         return {"g": g_loss.item(), **{name: value.item() for name, value in terms.items()}, "d": d_loss.item()}
 
-    def _weights(self) -> dict[str, float]:
+    def _optimise_generator(self, terms: dict[str, torch.Tensor], fake: torch.Tensor, perceptual: torch.Tensor | None,
+                            taught: torch.Tensor | None) -> torch.Tensor:
+        """Add the VGG19 and distillation terms to ``terms`` (in place), take the generator's step on their
+        weighted sum and return it."""
         cfg = self.config
-        return {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
-                "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight, "distill": cfg.distill_weight}
+        if perceptual is not None:
+            terms["vgg"] = perceptual
+        if taught is not None:
+            terms["distill"] = F.l1_loss(fake, taught)
+        weights = {"gan": cfg.gan_weight, "color": cfg.color_weight, "mouth": cfg.mouth_weight,
+                   "fm": cfg.feature_matching_weight, "vgg": cfg.perceptual_weight, "distill": cfg.distill_weight}
+        g_loss = sum(weights[name] * value for name, value in terms.items())
+        self.optimise("renderer", g_loss)
+        return g_loss
 
     def _generator_only_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """The step without adversarial terms: the discriminator would not change the generator's loss."""
@@ -208,12 +213,8 @@ class RendererTask(TrainingTask):
         with self._autocast():
             fake = self.parallel("renderer")(batch["input"])
             terms = self.reconstruction_terms(fake, batch)
-            if self.perceptual is not None:
-                terms["vgg"] = self.perceptual(fake, batch["target"])
-        if taught is not None:
-            terms["distill"] = F.l1_loss(fake, taught)
-        g_loss = sum(self._weights()[name] * value for name, value in terms.items())
-        self.optimise("renderer", g_loss)
+            perceptual = self.perceptual(fake, batch["target"]) if self.perceptual is not None else None
+        g_loss = self._optimise_generator(terms, fake, perceptual, taught)
         return {"g": g_loss.item(), **{name: value.item() for name, value in terms.items()}}
 
     def val_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
