@@ -19,12 +19,12 @@ from safetensors import SafetensorError
 from moda_core.checkpoints import (AUTHORS_SUFFIXES, authors_file_kind, converted_copy, load_audio_encoder,
                                    load_model)
 from moda_core.motion_check import motion_warning
+from moda_core.render_backends import PRECISIONS
 from moda_core.render_settings import RenderSettings
 from moda_core.pipeline import WEIGHT_FILES
 
 from .types import CATEGORY, MODA_AUDIO_ENCODER, MODA_FACO, MODA_MODEL, MODA_RENDERER, node_error
 from .util import (
-    PRECISIONS,
     check_choice,
     file_stamp,
     find_weight,

@@ -21,7 +21,7 @@ from comfy.patcher_extension import CallbacksMP
 
 from moda_core.models.audio_encoder import SAMPLE_RATE
 from moda_core.preprocess import FACE_LANDMARKER, MODEL_URLS, SELFIE_SEGMENTER, PreprocessError, resample_audio
-from moda_core.render_backends import PRECISION_DTYPES, PRECISIONS  # noqa: F401  (PRECISIONS: for nodes.models)
+from moda_core.render_backends import PRECISION_DTYPES
 from moda_core.repr import TalkingRepr
 from moda_core.subject import Subject
 
