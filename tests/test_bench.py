@@ -47,20 +47,28 @@ def test_prepared_renderer_matches_plain_fp32():
     assert low.dtype == torch.float32 and (low - render(plain, x)).abs().max() < 0.1
 
 
-def test_compare_authors_prints_every_figure_and_ends_with_the_two_lines(capsys, data_dir, monkeypatch):
+def _compare_authors(monkeypatch, data_dir, fast_config, *, startup: float, seconds: float, frames: int,
+                     fast_frames: int) -> int:
+    """`moda bench --compare-authors` (tiny paper config, torch fp32) with ``fast_config`` as the fast preset and
+    a fixed start-up time; its exit code."""
     from moda_core import bench
     from moda_core.cli import main
-    from moda_core.models.renderer import RendererConfig
     from moda_core.train import presets
 
-    # a small stand-in for the fast preset keeps the test short; the real preset is what the CLI reads
-    monkeypatch.setattr(presets, "preset_config", lambda kind, preset: RendererConfig(ngf=4, num_levels=6,
-                                                                                       image_size=128))
-    monkeypatch.setattr(bench, "startup_seconds", lambda: 1.25)
-    code = main(["bench", "--compare-authors", "--config", "tiny", "--seconds", "1.5", "--frames", "2",
-                 "--fast-frames", "3", "--backend", "torch", "--precision", "fp32",
+    monkeypatch.setattr(presets, "preset_config", lambda kind, preset: fast_config)
+    monkeypatch.setattr(bench, "startup_seconds", lambda: startup)
+    return main(["bench", "--compare-authors", "--config", "tiny", "--seconds", str(seconds), "--frames",
+                 str(frames), "--fast-frames", str(fast_frames), "--backend", "torch", "--precision", "fp32",
                  "--audio", str(data_dir / "audio" / "zh_news.wav"),
                  "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models")])
+
+
+def test_compare_authors_prints_every_figure_and_ends_with_the_two_lines(capsys, data_dir, monkeypatch):
+    from moda_core.models.renderer import RendererConfig
+
+    # a small stand-in for the fast preset keeps the test short; the real preset is what the CLI reads
+    code = _compare_authors(monkeypatch, data_dir, RendererConfig(ngf=4, num_levels=6, image_size=128),
+                            startup=1.25, seconds=1.5, frames=2, fast_frames=3)
     out = capsys.readouterr().out
     assert code == 0
     lines = out.strip().splitlines()
@@ -124,19 +132,11 @@ def test_end_to_end_scales_per_frame_stages_to_the_whole_clip():
 
 
 def test_compare_authors_times_the_warp_stage_of_a_warped_fast_renderer(capsys, data_dir, monkeypatch):
-    from moda_core import bench
-    from moda_core.cli import main
     from moda_core.models.renderer import RendererConfig
-    from moda_core.train import presets
 
     warped = RendererConfig(ngf=4, num_levels=3, image_size=64, width_cap=2, space_to_depth=2,
                             reference_residual=True, tpe_bias=True, warped_reference=True)
-    monkeypatch.setattr(presets, "preset_config", lambda kind, preset: warped)
-    monkeypatch.setattr(bench, "startup_seconds", lambda: 1.0)
-    code = main(["bench", "--compare-authors", "--config", "tiny", "--seconds", "0.5", "--frames", "1",
-                 "--fast-frames", "5", "--backend", "torch", "--precision", "fp32",
-                 "--audio", str(data_dir / "audio" / "zh_news.wav"),
-                 "--image", str(data_dir / "portraits" / "macron.png"), "--models", str(data_dir / "models")])
+    code = _compare_authors(monkeypatch, data_dir, warped, startup=1.0, seconds=0.5, frames=1, fast_frames=5)
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert code == 0 and re.fullmatch(r"speedup vs authors: \d+\.\dx", lines[-2])
